@@ -1,0 +1,55 @@
+"""Typed errors. Each carries the process exit code the CLI maps it to.
+
+The library raises these; only ``mwconv.cli`` turns them into exit codes.
+Messages are one line and name the file, the tensor and the fix.
+"""
+
+
+class MwconvError(Exception):
+    """Base class of every expected failure."""
+
+    exit_code = 1
+
+    def __init__(self, message, *, path=None, tensor=None):
+        self.path = None if path is None else str(path)
+        self.tensor = tensor
+        prefix = ""
+        if self.path is not None:
+            prefix = f"{self.path}: "
+        if tensor is not None:
+            prefix += f"tensor '{tensor}': "
+        super().__init__(prefix + message)
+
+
+class VerificationFailed(MwconvError):
+    """The artifact was written but a check says it is wrong (exit 1)."""
+
+    exit_code = 1
+
+
+class UsageError(MwconvError):
+    """The command line or a config file is wrong (exit 2)."""
+
+    exit_code = 2
+
+
+class InputRejected(MwconvError):
+    """Unreadable, corrupt, unsafe input, or a mapping that does not fit (exit 3)."""
+
+    exit_code = 3
+
+
+class OutputRefused(MwconvError):
+    """The output exists without --force, is not writable, or no space (exit 4)."""
+
+    exit_code = 4
+
+
+EXIT_CODES = {
+    0: "success",
+    1: "verification failed (the artifact was written, the checks say it is wrong)",
+    2: "usage error",
+    3: "input rejected (unreadable, corrupt, unsafe, or the mapping does not fit)",
+    4: "output refused (exists without --force, not writable, no space)",
+    130: "interrupted (Ctrl-C)",
+}

@@ -1,0 +1,111 @@
+"""The one lazy interface every weight source implements.
+
+A source lists tensor names and their shape/dtype without reading data, and
+reads one tensor on demand, so memory stays near the largest tensor::
+
+    with open_source("weights.h5") as src:
+        for name in src.keys():
+            info = src.info(name)      # no data read
+        arr = src.get_tensor(name)     # reads this tensor only
+"""
+
+import dataclasses
+import hashlib
+
+import numpy as np
+
+from mwconv.errors import InputRejected
+
+# A tensor whose declared size exceeds the bytes that back it by more than this
+# factor (and by more than BOMB_FLOOR bytes) is refused as a shape/zip bomb.
+BOMB_RATIO = 1000
+BOMB_FLOOR = 64 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    name: str
+    shape: tuple
+    dtype: str
+
+    @property
+    def nbytes(self):
+        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+
+
+class Source:
+    """Base class. Subclasses fill ``_infos`` (name -> TensorInfo) on open and
+    implement ``_read(name)``."""
+
+    format = "unknown"
+    has_architecture = False
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._infos = {}
+        self._metadata = {}
+
+    # -- the interface -----------------------------------------------------
+    def keys(self):
+        return list(self._infos)
+
+    def info(self, name):
+        try:
+            return self._infos[name]
+        except KeyError:
+            raise InputRejected("no such tensor in this source", path=self.path, tensor=name) from None
+
+    def get_tensor(self, name):
+        info = self.info(name)
+        arr = self._read(name)
+        if tuple(arr.shape) != tuple(info.shape):
+            raise InputRejected(
+                f"data has shape {tuple(arr.shape)} but the file declares {info.shape}",
+                path=self.path, tensor=name)
+        return arr
+
+    def metadata(self):
+        """Format-specific facts (dict of JSON-able values)."""
+        return dict(self._metadata)
+
+    def partition(self):
+        """``{name: trainable}`` where the source records it, else ``None``."""
+        return None
+
+    def manifest(self):
+        """The mwconv manifest embedded in the source, or ``None``."""
+        return None
+
+    def sha256(self, name):
+        arr = np.ascontiguousarray(self.get_tensor(name))
+        return hashlib.sha256(arr.tobytes()).hexdigest()
+
+    # -- plumbing ----------------------------------------------------------
+    def _read(self, name):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _add(self, name, shape, dtype):
+        dtype = np.dtype(dtype)
+        if dtype.kind == "O" or dtype.hasobject:
+            raise InputRejected("object dtype is refused (it needs pickle)", path=self.path, tensor=name)
+        if dtype.kind not in "biufc" and dtype.name not in ("bfloat16",):
+            raise InputRejected(f"unsupported dtype {dtype}", path=self.path, tensor=name)
+        self._infos[name] = TensorInfo(name, tuple(int(d) for d in shape), dtype.name)
+        return self._infos[name]
+
+    def _check_backed(self, name, present_bytes, what="bytes present"):
+        """Refuse declared sizes far beyond the bytes that back them."""
+        declared = self._infos[name].nbytes
+        if declared > BOMB_FLOOR and declared > BOMB_RATIO * max(present_bytes, 1):
+            raise InputRejected(
+                f"declares {declared} bytes but only {present_bytes} {what}: refused as a size bomb",
+                path=self.path, tensor=name)

@@ -1,0 +1,135 @@
+"""HDF5 sources: Keras 3 ``.weights.h5``, tf.keras 2.x legacy weights and
+full-model files, and generic trees of datasets. h5py datasets are lazy, so a
+tensor is only read when asked for."""
+
+import json
+
+import h5py
+import numpy as np
+
+from mwconv.errors import InputRejected
+from mwconv.sources.base import Source
+
+MANIFEST_ATTR = "mwconv_manifest"
+
+
+def _attr_strings(obj, key):
+    vals = obj.attrs.get(key)
+    if vals is None:
+        return None
+    return [v.decode("utf8") if isinstance(v, bytes) else str(v) for v in np.asarray(vals).ravel()]
+
+
+def _attr_text(obj, key):
+    val = obj.attrs.get(key)
+    if isinstance(val, bytes):
+        return val.decode("utf8")
+    return None if val is None else str(val)
+
+
+class HDF5Source(Source):
+    format = "hdf5"
+
+    def __init__(self, path):
+        super().__init__(path)
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError as e:
+            raise InputRejected(f"corrupt or truncated HDF5 file ({e})", path=path) from e
+        try:
+            self._check_links()
+            self._datasets = {}
+            self._open()
+        except BaseException:
+            self._file.close()
+            raise
+
+    # -- safety ------------------------------------------------------------
+    def _check_links(self):
+        f = self._file
+        bad = []
+
+        def visit(name, link):
+            if isinstance(link, h5py.ExternalLink):
+                bad.append((name, f"external link to {link.filename}:{link.path}: refused (it reads another file)"))
+            elif isinstance(link, h5py.SoftLink) and f.get(name) is None:
+                bad.append((name, f"soft link to '{link.path}' that leaves the file or dangles: refused"))
+
+        f.visititems_links(visit)
+        if bad:
+            raise InputRejected(bad[0][1], path=self.path, tensor=bad[0][0])
+
+    def _check_dataset(self, name, ds):
+        if ds.is_virtual:
+            raise InputRejected("virtual dataset (maps other files): refused", path=self.path, tensor=name)
+        if ds.id.get_create_plist().get_external_count():
+            raise InputRejected("external raw storage (data lives in another file): refused", path=self.path, tensor=name)
+        info = self._add(name, ds.shape, ds.dtype)
+        present = ds.id.get_storage_size()
+        self._check_backed(name, present, "bytes are stored for it")
+        if ds.compression is None and ds.chunks is None and info.nbytes and present < info.nbytes:
+            raise InputRejected(f"declares {info.nbytes} bytes but only {present} are stored (truncated)",
+                                path=self.path, tensor=name)
+
+    # -- layout ------------------------------------------------------------
+    def _open(self):
+        f = self._file
+        manifest = _attr_text(f, MANIFEST_ATTR)
+        self._manifest = json.loads(manifest) if manifest else None
+        if "model_weights" in f and "model_config" in f.attrs:
+            self.kind = "keras-full-model"
+            self.has_architecture = True
+            config = json.loads(_attr_text(f, "model_config"))
+            self._metadata["model_class"] = config.get("class_name")
+            self._metadata["keras_version"] = _attr_text(f, "keras_version")
+            self._metadata["backend"] = _attr_text(f, "backend")
+            self._legacy(f["model_weights"])
+        elif "layer_names" in f.attrs:
+            self.kind = "keras-legacy-weights"
+            self._metadata["keras_version"] = _attr_text(f, "keras_version")
+            self._metadata["backend"] = _attr_text(f, "backend")
+            self._legacy(f)
+        else:
+            self.kind = "keras3-weights" if "layers" in f or "vars" in f else "generic"
+            self._generic(f)
+        self._metadata["kind"] = self.kind
+
+    def _legacy(self, root):
+        layer_names = _attr_strings(root, "layer_names") or []
+        self._metadata["layer_names"] = layer_names
+        for layer in layer_names:
+            group = root[layer]
+            for weight in _attr_strings(group, "weight_names") or []:
+                name = f"{layer}/{weight}"
+                ds = group[weight]
+                self._check_dataset(name, ds)
+                self._datasets[name] = ds
+
+    def _generic(self, root):
+        skipped = []
+
+        def visit(name, obj):
+            if not isinstance(obj, h5py.Dataset):
+                return
+            if obj.dtype.kind not in "biufc":
+                skipped.append(name)
+                return
+            self._check_dataset(name, obj)
+            self._datasets[name] = obj
+
+        root.visititems(visit)
+        if skipped:
+            self._metadata["non_numeric_datasets_skipped"] = skipped
+
+    # -- interface ---------------------------------------------------------
+    def _read(self, name):
+        try:
+            return self._datasets[name][()]
+        except (OSError, ValueError) as e:
+            raise InputRejected(f"cannot read data ({e})", path=self.path, tensor=name) from e
+
+    def manifest(self):
+        return self._manifest
+
+    def close(self):
+        self._file.close()

@@ -1,0 +1,79 @@
+"""TensorFlow SavedModel directories. Variables are listed from the object
+graph in ``saved_model.pb`` (names and trainable flags as TensorFlow recorded
+them) and read lazily from the checkpoint, one tensor at a time; no graph code
+is executed."""
+
+import json
+import os
+
+from mwconv.errors import InputRejected
+from mwconv.sources.base import Source
+
+MANIFEST_FILE = os.path.join("assets.extra", "mwconv_manifest.json")
+
+
+class SavedModelSource(Source):
+    format = "saved_model"
+
+    def __init__(self, path):
+        super().__init__(path)
+        from mwconv._quiet import import_quietly
+        tf = import_quietly("tensorflow")
+        from google.protobuf.message import DecodeError
+        from tensorflow.core.protobuf import saved_model_pb2, trackable_object_graph_pb2
+
+        pb = os.path.join(self.path, "saved_model.pb")
+        sm = saved_model_pb2.SavedModel()
+        try:
+            with open(pb, "rb") as f:
+                sm.ParseFromString(f.read())
+            meta = sm.meta_graphs[0]
+        except (DecodeError, IndexError, OSError) as e:
+            raise InputRejected(f"corrupt saved_model.pb ({e})", path=pb) from e
+        prefix = os.path.join(self.path, "variables", "variables")
+        try:
+            self._reader = tf.train.load_checkpoint(prefix)
+            ckpt_graph = trackable_object_graph_pb2.TrackableObjectGraph()
+            ckpt_graph.ParseFromString(self._reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+        except (tf.errors.OpError, ValueError, DecodeError) as e:
+            raise InputRejected(f"cannot read the variables checkpoint ({e})", path=prefix) from e
+        self._keys = {}
+        self._trainable = {}
+        stored = 0
+        shapes = self._reader.get_variable_to_shape_map()
+        dtypes = self._reader.get_variable_to_dtype_map()
+        for i, node in enumerate(meta.object_graph_def.nodes):
+            if node.WhichOneof("kind") != "variable" or i >= len(ckpt_graph.nodes):
+                continue
+            keys = [a.checkpoint_key for a in ckpt_graph.nodes[i].attributes if a.name == "VARIABLE_VALUE"]
+            if not keys or keys[0] not in shapes:
+                continue
+            stored += 1
+            var = node.variable
+            name = var.name or keys[0]
+            if name in self._keys:
+                continue  # the same variable saved again under another object path
+            self._add(name, shapes[keys[0]], dtypes[keys[0]].as_numpy_dtype)
+            self._keys[name] = keys[0]
+            self._trainable[name] = bool(var.trainable)
+        self._metadata.update({
+            "signatures": {k: {"inputs": sorted(v.inputs), "outputs": sorted(v.outputs)}
+                           for k, v in meta.signature_def.items() if not k.startswith("__")},
+            "variables_stored": stored,
+            "variables_unique": len(self._keys),
+        })
+        self.has_architecture = bool(self._metadata["signatures"])
+        manifest_path = os.path.join(self.path, MANIFEST_FILE)
+        self._manifest = None
+        if os.path.isfile(manifest_path):
+            with open(manifest_path, encoding="utf8") as f:
+                self._manifest = json.load(f)
+
+    def _read(self, name):
+        return self._reader.get_tensor(self._keys[name])
+
+    def partition(self):
+        return dict(self._trainable)
+
+    def manifest(self):
+        return self._manifest
