@@ -1,0 +1,17 @@
+"""Keras 3 layers that hold frozen and trainable weights and keep that split
+through save and reload. Importing this package registers them for
+serialization under the package name ``mwconv``, so ``.keras`` files that use
+them load in safe mode with no ``custom_objects``."""
+
+from mwconv.layers.mixed import (
+    MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv2D, MixedConv2DTranspose, MixedConv3D,
+    MixedDense, MixedDepthwiseConv2D, MixedEmbedding, MixedPReLU,
+)
+from mwconv.layers.mixin import KernelVariantsMixin, MixedWeightsMixin
+from mwconv.layers.seed import CombinedTransformation, FixedBiasLinear, FrozenEmbedding
+
+__all__ = [
+    "MIXED_FOR_STOCK", "CombinedTransformation", "FixedBiasLinear", "FrozenEmbedding", "KernelVariantsMixin",
+    "MixedBatchNormalization", "MixedConv1D", "MixedConv2D", "MixedConv2DTranspose", "MixedConv3D",
+    "MixedDense", "MixedDepthwiseConv2D", "MixedEmbedding", "MixedPReLU", "MixedWeightsMixin",
+]

@@ -77,3 +77,27 @@ class SavedModelSource(Source):
 
     def manifest(self):
         return self._manifest
+
+
+def restored_variables(loaded):
+    """Every ``tf.Variable`` reachable from an object returned by
+    ``tf.saved_model.load``, as ``{name: variable}`` (first one per name)."""
+    import tensorflow as tf
+
+    found, seen, stack = {}, set(), [loaded]
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, tf.Variable):
+            found.setdefault(obj.name.split(":")[0], obj)
+            continue
+        children = getattr(obj, "_trackable_children", None)
+        if children is None:
+            continue
+        try:
+            stack.extend(children().values())
+        except (TypeError, ValueError):
+            continue
+    return found
