@@ -10,7 +10,7 @@ import click
 from mwconv import __version__
 from mwconv.errors import EXIT_CODES, MwconvError
 
-EXIT_HELP = "Exit codes:\n\n" + "\n".join(f"  {code}  {text}" for code, text in EXIT_CODES.items())
+EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
 
 class _Group(click.Group):

@@ -104,6 +104,9 @@ def test_frozen_embedding_keeps_matrix_out_of_config():
     assert "embedding_matrix" not in config and (config["input_dim"], config["output_dim"]) == (5, 10)
     out = keras.ops.convert_to_numpy(layer(np.array([[4, 0]], "int32")))
     np.testing.assert_array_equal(out[0], matrix[[4, 0]].astype("float32"))
+    kept = matrix.copy()
+    layer.embeddings.assign(np.zeros((5, 10), "float32"))
+    np.testing.assert_array_equal(matrix, kept)  # the caller's matrix is never shared or mutated
 
 
 def test_combined_transformation_math():
@@ -199,6 +202,9 @@ TORCH_SCRIPT = textwrap.dedent("""
          ["kernel"], ["transformation"]),
         (ml.MixedEmbedding(11, 4, frozen_rows=8), np.tile(np.arange(11, dtype="int32"), (2, 1)),
          ["embeddings_trainable_rows"], ["embeddings"]),
+        (ml.MixedDense(3, frozen_mask=np.eye(5, 3, dtype=bool)), x, ["bias", "kernel_trainable"],
+         ["kernel", "kernel_frozen_mask"]),
+        (ml.MixedBatchNormalization(frozen=["gamma"]), x, ["beta"], ["gamma", "moving_mean", "moving_variance"]),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         for layer, data, trainable, frozen in cases:
@@ -217,4 +223,4 @@ def test_layers_under_torch_backend():
     env = dict(os.environ, KERAS_BACKEND="torch")
     proc = subprocess.run([sys.executable, "-c", TORCH_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "torch backend: ok 5" in proc.stdout
+    assert "torch backend: ok 7" in proc.stdout

@@ -174,7 +174,9 @@ class KernelVariantsMixin(MixedWeightsMixin):
         w = self._variant_weight
         base = self._base_variable()
         shape = tuple(base.shape)
-        copy_base = lambda shape, dtype=None: ops.cast(ops.convert_to_tensor(base), dtype)  # noqa: E731
+        # always a copy: under the torch backend a slice or cast can share the base's storage,
+        # and the optimizer's in-place updates of the companion would then write into the frozen weight
+        copy_base = lambda shape, dtype=None: ops.copy(ops.cast(ops.convert_to_tensor(base), dtype))  # noqa: E731
         if self.frozen_mask:
             if self._mask_value is not None and tuple(self._mask_value.shape) != shape:
                 raise ValueError(
@@ -183,7 +185,7 @@ class KernelVariantsMixin(MixedWeightsMixin):
             mask = self._mask_value
             self._add_extra_weight(
                 name=f"{w}_frozen_mask", shape=shape, dtype="bool", trainable=False,
-                initializer=(lambda shape, dtype=None: ops.convert_to_tensor(mask)) if mask is not None else "zeros")
+                initializer=(lambda shape, dtype=None: ops.convert_to_tensor(np.array(mask))) if mask is not None else "zeros")
             self._add_extra_weight(name=f"{w}_trainable", shape=shape, initializer=copy_base, trainable=True)
         if self.adapter_rank:
             rows = int(np.prod(shape[:-1]))
@@ -194,7 +196,8 @@ class KernelVariantsMixin(MixedWeightsMixin):
         if self.frozen_rows:
             self._add_extra_weight(
                 name=f"{w}_trainable_rows", shape=(shape[0] - self.frozen_rows,) + shape[1:], trainable=True,
-                initializer=lambda shape, dtype=None: ops.cast(ops.convert_to_tensor(base)[self.frozen_rows:], dtype))
+                initializer=lambda shape, dtype=None: ops.copy(
+                    ops.cast(ops.convert_to_tensor(base)[self.frozen_rows:], dtype)))
 
     def _extra(self, suffix):
         return getattr(self, f"{self._variant_weight}_{suffix}")

@@ -33,7 +33,8 @@ def _positive_int(value, argument, cls):
 
 
 def _constant(arr):
-    return lambda shape, dtype=None: ops.cast(ops.convert_to_tensor(arr), dtype)
+    # np.array copies: the variable must never share memory with the caller's matrix
+    return lambda shape, dtype=None: ops.cast(ops.convert_to_tensor(np.array(arr)), dtype)
 
 
 @register
