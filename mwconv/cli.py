@@ -36,8 +36,11 @@ def _fail(ctx, err, code):
     if opts.get("verbose"):
         traceback.print_exc()
     if opts.get("json"):
-        click.echo(json.dumps({"ok": False, "exit_code": code, "error": str(err),
-                               "file": getattr(err, "path", None), "tensor": getattr(err, "tensor", None)}))
+        doc = {"ok": False, "exit_code": code, "error": str(err),
+               "file": getattr(err, "path", None), "tensor": getattr(err, "tensor", None)}
+        if getattr(err, "details", None) is not None:
+            doc["details"] = err.details
+        click.echo(json.dumps(doc, default=str))
     click.echo(f"mwconv: error: {err}", err=True)
     sys.exit(code)
 
@@ -134,6 +137,73 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
         for entry in written:
             click.echo(f"{entry['path']}  ({entry['format']}, written by {entry['writer']})")
         click.echo(f"{len(written)} sample sources in {directory}")
+
+
+def _format_import(report, out):
+    rows = [("target weight", "source tensor", "transform", "state")]
+    for w in report.weights:
+        rows.append((w["target"], w["source"] or "-", w["transform"] or "-", "trainable" if w["trainable"] else "frozen"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    frozen = sum(1 for w in report.weights if not w["trainable"])
+    lines.append(f"{len(report.weights)} weights: {len(report.provenance)} imported, {frozen} frozen, "
+                 f"{len(report.weights) - frozen} trainable (layout {report.layout})")
+    for label, items in (("missing (kept their initial values)", report.missing),
+                         ("unused source tensors", report.unused), ("ignored by rules", report.ignored)):
+        if items:
+            lines.append(f"{label}: {', '.join(items)}")
+    lines.append(f"wrote {out}")
+    return "\n".join(lines)
+
+
+@main.command("import", epilog=EXIT_HELP)
+@click.argument("source", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="The .keras file to write.")
+@click.option("--model", "model_spec", help="Target model: a .keras file, module:function or file.py:function "
+              "returning a Keras model. Default: the source's own architecture.")
+@click.option("--map", "rules", type=click.Path(), help="Name-mapping rules file (see README).")
+@click.option("--layout", type=click.Choice(["keras", "torch", "onnx", "auto"]), default="auto", show_default=True,
+              help="Tensor layout of the source: torch/onnx transpose Linear and Conv weights.")
+@click.option("--freeze", multiple=True, metavar="GLOB", help="Also freeze target weights (not imported) matching GLOB.")
+@click.option("--train", multiple=True, metavar="GLOB", help="Keep imported weights matching GLOB trainable.")
+@click.option("--allow-missing", is_flag=True, help="Target weights without a source keep their initial values.")
+@click.option("--allow-unused", is_flag=True, help="Source tensors may go unused.")
+@click.option("--allow-nonfinite", is_flag=True, help="Import NaN/Inf values instead of refusing them.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@_common
+@click.pass_context
+def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow_missing, allow_unused,
+            allow_nonfinite, force, as_json, verbose):
+    """Build the target model, inject the tensors of SOURCE as frozen weights
+    of mixed layers (matched by name, never by position), write OUTPUT (.keras,
+    with an embedded manifest) and print the mapping report.
+
+    Strict by default: a target weight with no source, a source tensor that
+    goes unused, or a shape that does not fit stops the import (exit 3) with
+    the full list, and nothing is written.
+
+    \b
+    Examples:
+      mwconv import tf2_model.h5 -o model.keras
+      mwconv import state_dict.npz --model net.py:build --layout torch --map rules.txt -o model.keras
+      mwconv import weights.h5 --model net.keras --train 'head/*' --allow-missing -o model.keras
+    """
+    opts = _setup(ctx, as_json, verbose)
+    from mwconv.outputs import check_target
+
+    check_target(output, force)
+    from mwconv.convert.importer import import_weights
+    from mwconv.convert.writers import save_keras
+    from mwconv.manifest import build_manifest
+
+    model, report = import_weights(source, model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
+                                   allow_missing=allow_missing, allow_unused=allow_unused,
+                                   allow_nonfinite=allow_nonfinite)
+    save_keras(model, output, build_manifest(model, report.provenance), force=force)
+    if opts["json"]:
+        click.echo(json.dumps({"ok": True, "output": output, **report.to_dict()}, indent=2, default=str))
+    else:
+        click.echo(_format_import(report, output))
 
 
 if __name__ == "__main__":  # pragma: no cover

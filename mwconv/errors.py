@@ -10,9 +10,10 @@ class MwconvError(Exception):
 
     exit_code = 1
 
-    def __init__(self, message, *, path=None, tensor=None):
+    def __init__(self, message, *, path=None, tensor=None, details=None):
         self.path = None if path is None else str(path)
         self.tensor = tensor
+        self.details = details
         prefix = ""
         if self.path is not None:
             prefix = f"{self.path}: "

@@ -1,0 +1,1 @@
+"""Import (source tensors -> Keras model) and, later, export."""

@@ -1,0 +1,186 @@
+"""``mwconv import``: inject source tensors into a Keras model as frozen
+weights of mixed layers, with a strict report of what went where.
+
+>>> model, report = import_weights("state_dict.npz", model="net.py:build",   # doctest: +SKIP
+...                                rules="rules.txt", layout="torch")
+>>> report.missing, report.unused
+([], [])
+"""
+
+import dataclasses
+import fnmatch
+
+import numpy as np
+
+from mwconv.convert import layout as layouts
+from mwconv.convert.matching import match
+from mwconv.convert.rules import load_rules
+from mwconv.convert.target import catalogue, load_model_spec, model_from_source
+from mwconv.errors import InputRejected
+from mwconv.sources import open_source
+
+
+@dataclasses.dataclass
+class ImportReport:
+    source: str
+    source_format: str
+    layout: str
+    weights: list          # one dict per target weight
+    missing: list          # target paths that received nothing
+    unused: list           # source tensors that went nowhere
+    ignored: list          # source tensors a rule marked !ignore
+    mismatched: list       # dicts: target, source, shapes, transform
+    provenance: dict = dataclasses.field(default_factory=dict)  # target path -> where it came from
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @property
+    def ok(self):
+        return not (self.missing or self.unused or self.mismatched)
+
+
+def _auto_layout(source):
+    if source.format == "onnx":
+        return "onnx"
+    if source.format in ("npz", "npy"):
+        return "torch"
+    return "keras"
+
+
+def _onnx_usage(source):
+    """initializer name -> (op_type, attributes) of the node that consumes it as a weight."""
+    usage = {}
+    if source.format != "onnx":
+        return usage
+    for node in source.model.graph.node:
+        attrs = {a.name: a.i for a in node.attribute if a.type == a.INT}
+        for i, name in enumerate(node.input):
+            usage.setdefault(name, (node.op_type, i, attrs))
+    return usage
+
+
+def _transform(m, layout, usage):
+    if m.transform != "auto":
+        return m.transform
+    name = layouts.transform_for(layout, m.target.layer_class, m.target.weight)
+    if layout == "onnx" and name == "linear" and m.source in usage:
+        op, index, attrs = usage[m.source]
+        if op == "MatMul" or (op == "Gemm" and index == 1 and not attrs.get("transB", 0)):
+            name = "none"  # already (in, out)
+    return name
+
+
+def _planned_shape(transform, shape, target_shape):
+    dummy = np.broadcast_to(np.zeros((), np.int8), shape)
+    try:
+        return tuple(layouts.apply(transform, dummy, target_shape).shape)
+    except ValueError:
+        return None
+
+
+def _freeze_plan(targets, imported, freeze, train):
+    frozen = set()
+    for t in targets:
+        if t.path in imported:
+            if not any(fnmatch.fnmatchcase(t.path, g) for g in train):
+                frozen.add(t.path)
+        elif any(fnmatch.fnmatchcase(t.path, g) for g in freeze) or not t.trainable:
+            frozen.add(t.path)
+    return frozen
+
+
+def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), train=(),
+                   allow_missing=False, allow_unused=False, allow_nonfinite=False):
+    """Build the target model, inject the source's tensors (frozen), return ``(model, report)``.
+
+    ``source`` is a path; ``model`` a .keras path, ``module:function``,
+    ``file.py:function`` or a built Keras model (never modified: a converted
+    clone is returned). Raises InputRejected (exit 3) on any missing, unused or
+    mismatched entry unless allowed; the report is in the error's ``details``.
+    """
+    from mwconv.convert.target import _keras
+    keras = _keras()
+    from mwconv.layers import KernelVariantsMixin
+
+    rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
+    with open_source(source) as src:
+        if model is None:
+            target_model = model_from_source(src)
+        elif isinstance(model, keras.Model):
+            target_model = model
+        else:
+            target_model = load_model_spec(str(model))
+        chosen = _auto_layout(src) if layout == "auto" else layout
+        layouts.transform_for(chosen, "", "")  # validates the name
+        targets = catalogue(target_model)
+        matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
+        usage = _onnx_usage(src)
+
+        plan, mismatched = [], []
+        for m in matches:
+            info = src.info(m.source)
+            transform = _transform(m, chosen, usage)
+            shape = _planned_shape(transform, info.shape, m.target.shape)
+            if shape != m.target.shape:
+                mismatched.append({"target": m.target.path, "source": m.source, "source_shape": list(info.shape),
+                                   "transformed_shape": None if shape is None else list(shape),
+                                   "target_shape": list(m.target.shape), "transform": transform})
+            plan.append((m, transform))
+        imported = {m.target.path for m, _ in plan}
+        missing = [t.path for t in targets if t.path not in imported]
+        frozen = _freeze_plan(targets, imported, freeze, train)
+        report = ImportReport(src.path, src.format, chosen, [], missing, unused, ignored, mismatched)
+        provenance = report.provenance
+        _raise_if_strict(report, allow_missing, allow_unused)
+
+        from mwconv.convert.mixing import convert_to_mixed
+        result = convert_to_mixed(target_model, frozen)
+        variables = {v.path: v for v in result.weights}
+        owners = {v.path: layer for layer in result.layers for v in layer.weights}
+        for m, transform in plan:
+            var = variables[m.target.path]
+            value = src.get_tensor(m.source)
+            if not allow_nonfinite:
+                layouts.check_finite(value, src.path, m.source)
+            value = layouts.apply(transform, value, m.target.shape)
+            value = layouts.cast_checked(value, var.dtype, src.path, m.source)
+            layer = owners[m.target.path]
+            if isinstance(layer, KernelVariantsMixin) and var is layer._base_variable():
+                layer.assign_pretrained(value)
+            else:
+                var.assign(value)
+            provenance[m.target.path] = {"source_file": src.path, "tensor": m.source, "transform": transform,
+                                         "match": m.how}
+        if provenance:
+            from mwconv.manifest import sha256_file
+            source_sha = sha256_file(src.path) if src.format != "saved_model" else None
+            for p in provenance.values():
+                p["source_sha256"] = source_sha
+
+    trainable_ids = {id(v) for v in result.trainable_weights}
+    by_target = {m.target.path: (m, t) for m, t in plan}
+    for v in result.weights:
+        m, transform = by_target.get(v.path, (None, None))
+        report.weights.append({"target": v.path, "source": m.source if m else None, "match": m.how if m else None,
+                               "transform": transform, "shape": list(v.shape), "dtype": v.dtype,
+                               "trainable": id(v) in trainable_ids})
+    return result, report
+
+
+def _raise_if_strict(report, allow_missing, allow_unused):
+    problems = []
+    if report.mismatched:
+        problems.append("shape mismatch: " + "; ".join(
+            f"{d['source']} {tuple(d['source_shape'])} -> {d['target']} {tuple(d['target_shape'])} "
+            f"(transform '{d['transform']}' gives {tuple(d['transformed_shape']) if d['transformed_shape'] else 'no fit'})"
+            for d in report.mismatched))
+    if report.missing and not allow_missing:
+        problems.append(f"{len(report.missing)} target weights get no source tensor: {', '.join(report.missing)} "
+                        "(--allow-missing keeps their initial values)")
+    if report.unused and not allow_unused:
+        problems.append(f"{len(report.unused)} source tensors are unused: {', '.join(report.unused)} "
+                        "(--allow-unused, or a '-> !ignore' rule in --map)")
+    if problems:
+        raise InputRejected("the mapping does not fit: " + " | ".join(problems), path=report.source,
+                            details=report.to_dict())

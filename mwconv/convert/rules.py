@@ -1,0 +1,74 @@
+"""The name-mapping rules file of ``mwconv import --map``.
+
+One rule a line, tried in order; ``#`` starts a comment::
+
+    # source tensor (regex, full match)   target weight path      [transform]
+    conv\.weight                  ->      conv/kernel             conv
+    fc(\d+)\.weight               ->      dense_\1/kernel         linear
+    bn\.num_batches_tracked       ->      !ignore
+
+The source side is a Python regular expression that must match the whole
+tensor name; the target may use its groups (``\\1``). The transform is one of
+``none``, ``transpose``, ``linear``, ``conv``, ``conv_transpose``,
+``depthwise``, or ``auto`` (the default: chosen from ``--layout`` and the
+target layer). ``!ignore`` marks a source tensor as deliberately unused.
+"""
+
+import dataclasses
+import re
+
+from mwconv.convert.layout import TRANSFORMS
+from mwconv.errors import UsageError
+
+IGNORE = "!ignore"
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    pattern: re.Pattern
+    target: str
+    transform: str
+    line: int
+
+    def apply(self, name):
+        m = self.pattern.fullmatch(name)
+        if not m:
+            return None
+        return self.target if self.target == IGNORE else m.expand(self.target)
+
+
+def parse_rules(text, path="<rules>"):
+    """Parse rules text; raise UsageError naming the file and line on any mistake."""
+    rules = []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if not line:
+            continue
+        if "->" not in line:
+            raise UsageError(f"line {number}: expected 'SOURCE_REGEX -> TARGET [TRANSFORM]'. Received: {raw.strip()!r}",
+                             path=path)
+        left, right = (s.strip() for s in line.split("->", 1))
+        parts = right.split()
+        if not left or not parts or len(parts) > 2:
+            raise UsageError(f"line {number}: expected 'SOURCE_REGEX -> TARGET [TRANSFORM]'. Received: {raw.strip()!r}",
+                             path=path)
+        transform = parts[1] if len(parts) == 2 else "auto"
+        if transform != "auto" and transform not in TRANSFORMS:
+            raise UsageError(f"line {number}: unknown transform '{transform}'; known: auto, "
+                             f"{', '.join(sorted(TRANSFORMS))}", path=path)
+        try:
+            pattern = re.compile(left)
+        except re.error as e:
+            raise UsageError(f"line {number}: invalid regular expression {left!r} ({e})", path=path) from e
+        rules.append(Rule(pattern, parts[0], transform, number))
+    return rules
+
+
+def load_rules(path):
+    if path is None:
+        return []
+    try:
+        with open(path, encoding="utf8") as f:
+            return parse_rules(f.read(), str(path))
+    except OSError as e:
+        raise UsageError(f"cannot read the rules file ({e.strerror})", path=path) from e

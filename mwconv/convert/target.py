@@ -1,0 +1,113 @@
+"""The target model: from ``--model`` or from the source's own architecture,
+its weights catalogued, and its stock layers turned into mixed ones."""
+
+import importlib
+import importlib.util
+import os
+import re
+import sys
+
+from mwconv.convert.matching import Target
+from mwconv.errors import InputRejected
+
+
+def _keras():
+    from mwconv._quiet import import_quietly
+    keras = import_quietly("keras")
+    import mwconv.layers  # noqa: F401  (registers the mixed layers)
+    return keras
+
+
+def _check_model(obj, spec):
+    keras = _keras()
+    if not isinstance(obj, keras.Model):
+        raise InputRejected(f"--model '{spec}' did not return a Keras model (got {type(obj).__name__}); "
+                            "return a keras.Model from the function")
+    if not obj.built or not obj.weights:
+        raise InputRejected(f"--model '{spec}' returned a model with no weights yet; build it in the factory "
+                            "(e.g. call it once or use keras.Input)")
+    return obj
+
+
+def load_model_spec(spec):
+    """``model.keras``, ``package.module:function`` or ``path/to/file.py:function``."""
+    if spec.endswith(".keras") or os.path.isfile(spec):
+        from mwconv.sources.keras_file import load_keras_model
+        return _check_model(load_keras_model(spec), spec)
+    module_name, sep, func_name = spec.rpartition(":")
+    if not sep or not module_name or not func_name:
+        raise InputRejected(f"--model '{spec}' is neither a .keras file nor 'module:function' / 'file.py:function'")
+    _keras()
+    try:
+        if module_name.endswith(".py") or os.sep in module_name:
+            if not os.path.isfile(module_name):
+                raise InputRejected("no such file", path=module_name)
+            unique = "mwconv_user_model_" + re.sub(r"\W", "_", os.path.abspath(module_name))
+            spec_obj = importlib.util.spec_from_file_location(unique, module_name)
+            module = importlib.util.module_from_spec(spec_obj)
+            sys.modules[unique] = module
+            spec_obj.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_name)
+    except InputRejected:
+        raise
+    except Exception as e:  # the user's code may raise anything while importing
+        raise InputRejected(f"--model '{spec}' cannot be imported ({type(e).__name__}: {e})") from e
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise InputRejected(f"--model '{spec}': '{func_name}' is not a function of {module_name}")
+    try:
+        model = func()
+    except Exception as e:  # the user's factory may raise anything
+        raise InputRejected(f"--model '{spec}' raised {type(e).__name__}: {e}") from e
+    return _check_model(model, spec)
+
+
+def model_from_source(source):
+    """The source's own architecture, or an error that says to pass --model."""
+    keras = _keras()
+    if source.format == "keras":
+        return source.model
+    if source.format == "hdf5" and source.has_architecture:
+        try:
+            return keras.saving.load_model(source.path, compile=False, safe_mode=True)
+        except (ValueError, TypeError, KeyError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputRejected(f"cannot rebuild the model stored in this file ({first}); pass --model",
+                                path=source.path) from e
+    raise InputRejected(f"this {source.format} source carries no architecture mwconv can rebuild; pass --model "
+                        "(a .keras file, module:function or file.py:function returning a Keras model)",
+                        path=source.path)
+
+
+def _snake(name):
+    name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def saved_order(layer):
+    """The layer's variables in the order its save_own_variables writes them."""
+    if hasattr(layer, "_saved_variables"):
+        return layer._saved_variables()
+    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+
+
+def catalogue(model):
+    """Every weight of the model as a Target, with the key Keras 3 weights files use for it."""
+    trainable_ids = {id(v) for v in model.trainable_weights}
+    targets, used = [], {}
+    for layer in model.layers:
+        name = _snake(type(layer).__name__)
+        count = used.get(name, 0)
+        used[name] = count + 1
+        h5_name = name if count == 0 else f"{name}_{count}"
+        owned = saved_order(layer)
+        for i, v in enumerate(owned):
+            targets.append(Target(path=v.path, layer=layer, layer_class=type(layer).__name__, weight=v.name,
+                                  shape=tuple(v.shape), dtype=v.dtype, trainable=id(v) in trainable_ids,
+                                  aliases=(f"layers/{h5_name}/vars/{i}",)))
+        nested = [v for v in layer.weights if all(v is not o for o in owned)]
+        for v in nested:  # weights of sub-layers: matched by path and name only
+            targets.append(Target(path=v.path, layer=layer, layer_class="", weight=v.name, shape=tuple(v.shape),
+                                  dtype=v.dtype, trainable=id(v) in trainable_ids))
+    return targets

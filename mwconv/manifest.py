@@ -1,0 +1,52 @@
+"""The manifest: every weight's path, shape, dtype, trainable flag, sha256 and
+provenance, plus tool and library versions. It travels inside every artifact."""
+
+import hashlib
+import importlib.metadata
+import json
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+KERAS_MEMBER = "mwconv_manifest.json"
+
+
+def sha256_array(arr):
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+def sha256_file(path, block=1 << 24):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def versions():
+    from mwconv import __version__
+    out = {"mwconv": __version__}
+    for dist in ("keras", "tensorflow", "numpy", "h5py", "onnx", "onnxruntime", "tf2onnx"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def build_manifest(model, provenance=None):
+    """``provenance``: {weight path: {"source_file", "source_sha256", "tensor", "transform"}}."""
+    import keras
+
+    trainable = {id(v) for v in model.trainable_weights}
+    weights = []
+    for v in model.weights:
+        value = np.asarray(keras.ops.convert_to_numpy(v.value))
+        weights.append({"path": v.path, "shape": list(value.shape), "dtype": value.dtype.name,
+                        "trainable": id(v) in trainable, "sha256": sha256_array(value),
+                        "provenance": (provenance or {}).get(v.path)})
+    return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name, "weights": weights}
+
+
+def dumps(manifest):
+    return json.dumps(manifest, indent=1, sort_keys=False)
