@@ -206,5 +206,104 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
         click.echo(_format_import(report, output))
 
 
+def _progress(opts):
+    if opts["json"] or opts.get("quiet"):
+        return None
+    return lambda text: click.echo(f"mwconv: {text}", err=True)
+
+
+@main.command(epilog=EXIT_HELP)
+@click.argument("model", type=click.Path())
+@click.option("--format", "fmt", required=True, type=click.Choice(["saved_model", "keras", "weights_h5", "onnx"]),
+              help="Artifact format.")
+@click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the artifact.")
+@click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--no-verify", is_flag=True, help="Skip the partition and outputs checks after writing.")
+@click.option("--opset", default=17, show_default=True, help="ONNX opset (--format onnx).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_common
+@click.pass_context
+def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, verbose):
+    """Export MODEL (a .keras file, usually from `mwconv import`) as a
+    TensorFlow SavedModel (serving_default signature, polymorphic batch, every
+    weight stored once with its trainable flag), a .keras file, a Keras 3
+    .weights.h5, or ONNX (via tf2onnx; external data beyond 2 GiB). The
+    manifest travels inside every artifact. Written atomically; verified
+    (partition and outputs) unless --no-verify: a failed check exits 1 and
+    leaves the artifact for inspection.
+
+    \b
+    Examples:
+      mwconv export model.keras --format saved_model -o serving/
+      mwconv export model.keras --format onnx --opset 17 -o model.onnx
+      mwconv export model.keras --format weights_h5 -o model.weights.h5 --force
+    """
+    opts = _setup(ctx, as_json, verbose)
+    opts["quiet"] = quiet
+    from mwconv.convert.exporter import export as run_export
+
+    result = run_export(model, fmt, output, force=force, verify=not no_verify, opset=opset,
+                        progress=_progress(opts))
+    if opts["json"]:
+        click.echo(json.dumps({"ok": result.report is None or result.report.ok, **result.to_dict()}, indent=2,
+                              default=str))
+    else:
+        click.echo(f"wrote {result.path} ({fmt}, {result.bytes} bytes = {result.bytes / max(result.weight_bytes, 1):.3f}"
+                   f" x the {result.weight_bytes} weight bytes)")
+        if result.report is not None:
+            click.echo(result.report.format())
+    if result.report is not None and not result.report.ok:
+        sys.exit(1)
+
+
+@main.command(epilog=EXIT_HELP)
+@click.argument("artifact", type=click.Path())
+@click.option("--reference", type=click.Path(), help="Reference model: .keras or Keras full-model .h5. "
+              "Default: the manifest inside the artifact.")
+@click.option("--inputs", type=click.Path(), help=".npz of probe inputs by input name (input:<name> keys too).")
+@click.option("--samples", default=4, show_default=True, help="Batch size of random probe inputs.")
+@click.option("--seed", default=0, show_default=True, help="Seed of random probe inputs.")
+@click.option("--atol", type=float, help="Absolute tolerance of output comparisons (default by dtype and kind).")
+@click.option("--rtol", type=float, help="Relative tolerance of output comparisons (default by dtype and kind).")
+@click.option("--checks", help="Comma-separated subset: partition,outputs,train-step,devices,source.")
+@click.option("--require", multiple=True, help="A check whose skip is a failure (e.g. gpu). Repeatable.")
+@click.option("--devices", help="Comma-separated devices for the device check (default: all visible).")
+@click.option("--source", type=click.Path(), help="The original source for the source check "
+              "(default: the one recorded in the manifest).")
+@click.option("--report", "report_file", type=click.Path(), help="Also write the JSON report to this file.")
+@_common
+@click.pass_context
+def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, require, devices, source,
+           report_file, as_json, verbose):
+    """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5 or
+    .onnx) kept the frozen/trainable partition, the exact weight values and
+    the outputs, that frozen weights stay frozen in a training step, and that
+    every device agrees. Exits 1 if any check fails.
+
+    \b
+    Checks: partition, outputs, train-step, devices, source
+    Statuses: pass (✓), fail (✗), skipped (–, with a reason)
+
+    \b
+    Examples:
+      mwconv verify serving/ --reference model.keras
+      mwconv verify model.onnx --reference model.keras --inputs probe.npz --json
+      mwconv verify model.keras --require gpu --report verify.json
+    """
+    opts = _setup(ctx, as_json, verbose)
+    from mwconv.verify import verify as run_verify
+
+    report = run_verify(artifact, reference, inputs=inputs, samples=samples, seed=seed, atol=atol, rtol=rtol,
+                        checks=checks.split(",") if checks else None, require=require,
+                        devices=devices.split(",") if devices else None, source=source)
+    if report_file:
+        from mwconv.outputs import atomic_output
+        with atomic_output(report_file, force=True) as tmp, open(tmp, "w", encoding="utf8") as f:
+            f.write(report.to_json())
+    click.echo(report.to_json() if opts["json"] else report.format())
+    if not report.ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

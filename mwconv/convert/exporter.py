@@ -1,0 +1,218 @@
+"""``mwconv export``: SavedModel, ``.keras``, Keras 3 ``.weights.h5`` and ONNX,
+each carrying the manifest, written atomically, verified unless asked not to.
+
+>>> result = export("model.keras", "saved_model", "serving/")   # doctest: +SKIP
+>>> result.report.ok, result.bytes
+"""
+
+import dataclasses
+import json
+import os
+
+import h5py
+import numpy as np
+
+from mwconv.errors import UsageError
+from mwconv.manifest import build_manifest, dumps
+from mwconv.outputs import atomic_output, check_target
+
+FORMATS = ("saved_model", "keras", "weights_h5", "onnx")
+ONNX_EXTERNAL_THRESHOLD = 1536 << 20   # weights above this go to external data (protobuf stops at 2 GiB)
+DEFAULT_OPSET = 17
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: str
+    format: str
+    bytes: int
+    weight_bytes: int
+    report: object = None     # VerifyReport, or None with --no-verify
+
+    def to_dict(self):
+        out = {"path": self.path, "format": self.format, "bytes": self.bytes, "weight_bytes": self.weight_bytes,
+               "size_ratio": round(self.bytes / max(self.weight_bytes, 1), 4)}
+        out["verification"] = self.report.to_dict() if self.report is not None else None
+        return out
+
+
+def _note(progress, text):
+    if progress:
+        progress(text)
+
+
+def _load(model):
+    from mwconv.verify import modelio
+    keras = modelio._keras()
+    if isinstance(model, keras.Model):
+        return model, None
+    from mwconv.sources.keras_file import check_keras_zip, load_keras_model
+    path = os.fspath(model)
+    _, manifest = check_keras_zip(path)
+    return load_keras_model(path), manifest
+
+
+def _manifest(model, previous):
+    provenance = {w["path"]: w.get("provenance") for w in (previous or {}).get("weights", [])}
+    return build_manifest(model, provenance)
+
+
+def _tree_size(path):
+    if os.path.isfile(path):
+        return os.path.getsize(path)
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+
+
+# -- SavedModel ------------------------------------------------------------------
+def _serving_function(model):
+    import tensorflow as tf
+
+    from mwconv.verify import modelio
+
+    specs = modelio.input_specs(model)
+    names = [n for n, _, _ in specs]
+    signature = [tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name) for name, shape, dtype in specs]
+    outputs = modelio.output_names(model)
+    keras = modelio._keras()
+
+    @tf.function(input_signature=signature)
+    def serve(*args):
+        result = model(modelio.pack_inputs(model, dict(zip(names, args))), training=False)
+        return dict(zip(outputs, keras.tree.flatten(result)))
+
+    return serve, signature
+
+
+def _with_tf_flags(model):
+    """A model whose backend variables carry Keras's effective trainable flags
+    (a layer frozen with ``layer.trainable = False`` keeps trainable tf.Variables)."""
+    trainable = {id(v) for v in model.trainable_weights}
+    stale = [v.path for v in model.weights if id(v) not in trainable and v.value.trainable]
+    if not stale:
+        return model
+    from mwconv.convert.mixing import convert_to_mixed
+    return convert_to_mixed(model, {v.path for v in model.weights if id(v) not in trainable})
+
+
+def write_saved_model(model, staged, manifest):
+    import tensorflow as tf
+
+    model = _with_tf_flags(model)
+    serve, _ = _serving_function(model)
+    weights = {id(v) for v in model.weights}
+    root = tf.__internal__.tracking.AutoTrackable()
+    trainable = {id(v) for v in model.trainable_weights}
+    # every variable is referenced from these lists and stored once
+    root.trainable_variables = [v.value for v in model.weights if id(v) in trainable]
+    root.non_trainable_variables = [v.value for v in model.weights if id(v) not in trainable]
+    root.variables = [v.value for v in model.weights]
+    root.other_state = [v.value for v in model.variables if id(v) not in weights]
+    root.serve = serve
+    tf.saved_model.save(root, staged, signatures={"serving_default": serve.get_concrete_function()})
+    os.makedirs(os.path.join(staged, "assets.extra"), exist_ok=True)
+    with open(os.path.join(staged, "assets.extra", "mwconv_manifest.json"), "w", encoding="utf8") as f:
+        f.write(dumps(manifest))
+
+
+# -- weights .h5 ---------------------------------------------------------------------
+def write_weights_h5(model, staged, manifest):
+    model.save_weights(staged)
+    with h5py.File(staged, "a") as f:
+        f.attrs["mwconv_manifest"] = dumps(manifest)
+
+
+# -- ONNX ------------------------------------------------------------------------------
+def write_onnx(model, target, manifest, opset, force, progress):
+    from mwconv._quiet import import_quietly
+    import_quietly("tensorflow")
+    tf2onnx = import_quietly("tf2onnx")
+    import onnx
+
+    serve, signature = _serving_function(model)
+    weight_bytes = sum(int(v.value.numpy().nbytes) for v in model.weights)
+    large = weight_bytes > ONNX_EXTERNAL_THRESHOLD
+    _note(progress, f"converting to ONNX opset {opset} with tf2onnx"
+                    + (" (external data: weights exceed the 2 GiB protobuf limit)" if large else ""))
+    try:
+        proto, storage = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset,
+                                                       large_model=large)
+    except (ValueError, TypeError, RuntimeError, KeyError, NotImplementedError, AttributeError) as e:
+        from mwconv.errors import InputRejected
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputRejected(f"tf2onnx cannot convert this model ({type(e).__name__}: {first})",
+                            path=target) from e
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
+    data_name = os.path.basename(target) + ".data"
+    data_target = os.path.join(os.path.dirname(os.path.abspath(target)), data_name)
+    if large:
+        check_target(data_target, force)
+    with atomic_output(target, force=force) as staged:
+        if large:
+            _write_external(proto, storage, staged, os.path.join(os.path.dirname(staged), data_name), data_name)
+            os.replace(os.path.join(os.path.dirname(staged), data_name), data_target)
+        else:
+            onnx.save_model(proto, staged)
+
+
+def _write_external(proto, storage, model_path, data_path, data_name):
+    """Gather tf2onnx's external tensors into one data file beside the model."""
+    import onnx
+
+    offset = 0
+    with open(data_path, "wb") as f:
+        for t in proto.graph.initializer:
+            if t.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            entries = {e.key: e.value for e in t.external_data}
+            data = storage.name_to_tensor_data[entries["location"]]
+            pad = (-offset) % 4096
+            f.write(b"\0" * pad)
+            offset += pad
+            f.write(data)
+            del t.external_data[:]
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(len(data)))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            offset += len(data)
+    with open(model_path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+# -- the command ---------------------------------------------------------------------
+def export(model, fmt, out, *, force=False, verify=True, opset=DEFAULT_OPSET, progress=None):
+    """Write ``model`` (a .keras path or Keras model) as ``fmt`` to ``out``; verify it unless told not to."""
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
+    suffix = {"keras": ".keras", "weights_h5": ".weights.h5", "onnx": ".onnx"}.get(fmt)
+    if suffix and not str(out).endswith(suffix):
+        raise UsageError(f"a {fmt} artifact must end with {suffix}", path=out)
+    check_target(out, force)
+    _note(progress, f"loading {model if not hasattr(model, 'weights') else 'the model'}")
+    keras_model, previous = _load(model)
+    manifest = _manifest(keras_model, previous)
+    weight_bytes = sum(int(np.prod(w["shape"], dtype=np.int64)) * np.dtype(w["dtype"]).itemsize
+                       for w in manifest["weights"])
+    _note(progress, f"writing {fmt} to {out}")
+    if fmt == "saved_model":
+        with atomic_output(out, force=force) as staged:
+            write_saved_model(keras_model, staged, manifest)
+    elif fmt == "keras":
+        from mwconv.convert.writers import save_keras
+        save_keras(keras_model, out, manifest, force=force)
+    elif fmt == "weights_h5":
+        with atomic_output(out, force=force) as staged:
+            write_weights_h5(keras_model, staged, manifest)
+    else:
+        write_onnx(keras_model, out, manifest, opset, force, progress)
+    size = _tree_size(out) + (_tree_size(str(out) + ".data") if fmt == "onnx" and os.path.exists(str(out) + ".data")
+                              else 0)
+    result = ExportResult(os.fspath(out), fmt, size, weight_bytes)
+    if verify:
+        _note(progress, "verifying (partition, outputs)")
+        from mwconv.verify import verify as run_verify
+        result.report = run_verify(out, keras_model, checks=["partition", "outputs"])
+    return result
+
+
+__all__ = ["FORMATS", "ExportResult", "export"]

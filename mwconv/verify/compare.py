@@ -1,0 +1,66 @@
+"""Pure comparison logic: tolerances and output/device comparisons."""
+
+import numpy as np
+
+# (atol, rtol) by artifact kind and dtype class
+TOLERANCES = {
+    ("keras", "f32"): (1e-6, 1e-5), ("weights_h5", "f32"): (1e-6, 1e-5), ("saved_model", "f32"): (1e-6, 1e-5),
+    ("onnx", "f32"): (1e-4, 1e-3), ("device", "f32"): (1e-5, 1e-4), ("source", "f32"): (1e-5, 1e-4),
+    ("keras", "f16"): (1e-2, 1e-2), ("weights_h5", "f16"): (1e-2, 1e-2), ("saved_model", "f16"): (1e-2, 1e-2),
+    ("onnx", "f16"): (5e-2, 5e-2), ("device", "f16"): (1e-2, 1e-2), ("source", "f16"): (5e-2, 5e-2),
+}
+
+
+def tolerance(kind, dtype, atol=None, rtol=None):
+    cls = "f16" if np.dtype(dtype).itemsize <= 2 and np.dtype(dtype).kind == "f" else "f32"
+    default_atol, default_rtol = TOLERANCES.get((kind, cls), (1e-6, 1e-5))
+    return (default_atol if atol is None else atol), (default_rtol if rtol is None else rtol)
+
+
+def compare_arrays(got, want, atol, rtol):
+    """Return (passed, max_abs, max_rel) of ``got`` against ``want``."""
+    got = np.asarray(got, dtype=np.float64)
+    want = np.asarray(want, dtype=np.float64)
+    if got.shape != want.shape:
+        return False, float("inf"), float("inf")
+    if got.size == 0:
+        return True, 0.0, 0.0
+    diff = np.abs(got - want)
+    nan_mismatch = np.isnan(got) != np.isnan(want)
+    diff = np.where(np.isnan(got) & np.isnan(want), 0.0, diff)
+    rel = diff / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
+    ok = bool(np.all(diff <= atol + rtol * np.abs(want)) and not nan_mismatch.any())
+    return ok, float(np.nanmax(diff)) if not nan_mismatch.any() else float("inf"), float(np.nanmax(rel))
+
+
+def compare_outputs(names, got, want, kind, atol=None, rtol=None):
+    """Compare lists of outputs; return (passed, per-output rows, problems)."""
+    rows, problems = [], []
+    if len(got) != len(want):
+        return False, rows, [f"artifact gives {len(got)} outputs, reference {len(want)}"]
+    for name, g, w in zip(names, got, want):
+        a, r = tolerance(kind, np.asarray(w).dtype, atol, rtol)
+        if np.shape(g) != np.shape(w):
+            problems.append(f"output '{name}': shape {np.shape(g)} vs reference {np.shape(w)}")
+            rows.append({"output": name, "passed": False, "max_abs": None, "max_rel": None, "atol": a, "rtol": r})
+            continue
+        ok, max_abs, max_rel = compare_arrays(g, w, a, r)
+        rows.append({"output": name, "passed": ok, "max_abs": max_abs, "max_rel": max_rel, "atol": a, "rtol": r})
+        if not ok:
+            problems.append(f"output '{name}': max abs error {max_abs:.3g} (atol {a:g}), max rel error {max_rel:.3g} "
+                            f"(rtol {r:g})")
+    return not problems, rows, problems
+
+
+def compare_devices(results, names, atol=None, rtol=None):
+    """``results``: {device: [outputs]}; the first device is the baseline.
+    Return (passed, rows, problems)."""
+    devices = list(results)
+    base = devices[0]
+    rows, problems = [], []
+    for dev in devices[1:]:
+        ok, per_output, probs = compare_outputs(names, results[dev], results[base], "device", atol, rtol)
+        for row in per_output:
+            rows.append({"device": dev, "baseline": base, **row})
+        problems += [f"{dev} vs {base}: {p}" for p in probs]
+    return not problems, rows, problems

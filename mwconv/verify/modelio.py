@@ -1,0 +1,71 @@
+"""Calling Keras models by input name, and naming their outputs."""
+
+import numpy as np
+
+
+def _keras():
+    from mwconv._quiet import import_quietly
+    keras = import_quietly("keras")
+    import mwconv.layers  # noqa: F401
+    return keras
+
+
+def input_specs(model):
+    """[(name, shape, dtype)] in the model's flat input order."""
+    keras = _keras()
+    struct = getattr(model, "_inputs_struct", None)
+    tensors = keras.tree.flatten(struct) if struct is not None else list(model.inputs)
+    return [(t.name, tuple(t.shape), str(t.dtype)) for t in tensors]
+
+
+def output_names(model):
+    keras = _keras()
+    names = []
+    for t in keras.tree.flatten(model.outputs):
+        history = getattr(t, "_keras_history", None)
+        names.append(history.operation.name if history is not None else t.name)
+    if len(set(names)) != len(names):
+        names = [f"output_{i}" for i in range(len(names))]
+    return names
+
+
+def pack_inputs(model, inputs):
+    """Arrange ``{name: array}`` the way the model was built (dict, list or single)."""
+    keras = _keras()
+    struct = getattr(model, "_inputs_struct", None)
+    names = [n for n, _, _ in input_specs(model)]
+    flat = [inputs[n] for n in names]
+    if struct is None:
+        return flat[0] if len(flat) == 1 else flat
+    return keras.tree.pack_sequence_as(struct, flat)
+
+
+def call_model(model, inputs):
+    keras = _keras()
+    out = model(pack_inputs(model, inputs), training=False)
+    return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(out)]
+
+
+def weights_by_path(model):
+    """{path: (value, trainable)} with Keras's effective trainable flag."""
+    keras = _keras()
+    trainable = {id(v) for v in model.trainable_weights}
+    return {v.path: (np.array(keras.ops.convert_to_numpy(v.value)), id(v) in trainable) for v in model.weights}
+
+
+def untracked_variables(model):
+    """Backend variables held as layer attributes that Keras does not track
+    (so they are never saved): ``[(layer name, attribute, class)]``."""
+    tracked = set()
+    for v in model.variables:
+        tracked.add(id(v))
+        tracked.add(id(getattr(v, "value", None)))
+    found = []
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for attr, value in vars(layer).items():
+            cls = type(value)
+            is_variable = "Variable" in cls.__name__ and cls.__module__.split(".")[0] in ("tensorflow", "torch", "jax")
+            is_param = cls.__name__ == "Parameter" and cls.__module__.startswith("torch")
+            if (is_variable or is_param) and id(value) not in tracked:
+                found.append((layer.name, attr, f"{cls.__module__.split('.')[0]}.{cls.__name__}"))
+    return found
