@@ -16,8 +16,10 @@ def quiet_tensorflow(verbose=None):
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     os.environ.setdefault("ABSL_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    for name in ("tensorflow", "absl", "tf2onnx", "h5py", "keras"):
+    for name in ("tensorflow", "absl", "h5py", "keras"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    # tf2onnx logs unsupported ops as errors; mwconv reports them itself
+    logging.getLogger("tf2onnx").setLevel(logging.CRITICAL)
     warnings.filterwarnings("ignore", module=r"(tensorflow|keras|tf2onnx|tf_keras)(\.|$)")
     try:
         import absl.logging

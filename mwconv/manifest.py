@@ -4,6 +4,7 @@ provenance, plus tool and library versions. It travels inside every artifact."""
 import hashlib
 import importlib.metadata
 import json
+import os
 
 import numpy as np
 
@@ -38,13 +39,19 @@ def build_manifest(model, provenance=None):
     """``provenance``: {weight path: {"source_file", "source_sha256", "tensor", "transform"}}."""
     import keras
 
+    from concurrent.futures import ThreadPoolExecutor
+
     trainable = {id(v) for v in model.trainable_weights}
-    weights = []
-    for v in model.weights:
+
+    def entry(v):
         value = np.asarray(keras.ops.convert_to_numpy(v.value))
-        weights.append({"path": v.path, "shape": list(value.shape), "dtype": value.dtype.name,
-                        "trainable": id(v) in trainable, "sha256": sha256_array(value),
-                        "provenance": (provenance or {}).get(v.path)})
+        return {"path": v.path, "shape": list(value.shape), "dtype": value.dtype.name,
+                "trainable": id(v) in trainable, "sha256": sha256_array(value),
+                "provenance": (provenance or {}).get(v.path)}
+
+    # hashlib releases the GIL: large models hash on every core
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        weights = list(pool.map(entry, model.weights))
     return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name, "weights": weights}
 
 

@@ -14,3 +14,21 @@ def samples(tmp_path_factory):
     directory = tmp_path_factory.mktemp("samples")
     write_fixtures(directory, seed=0, force=True)
     return directory
+
+
+@pytest.fixture(scope="session")
+def every_kind(tmp_path_factory):
+    """The every-kind mixed model saved as .keras and exported to every format once per session:
+    {"model": keras model, "keras_src": path, format: ExportResult}."""
+    from mwconv.convert.exporter import export
+    from tests.models import every_kind as build
+
+    folder = tmp_path_factory.mktemp("every_kind")
+    model = build()
+    src = folder / "model.keras"
+    model.save(src)
+    out = {"model": model, "keras_src": src, "folder": folder}
+    for fmt, name in (("saved_model", "serving"), ("keras", "exported.keras"), ("weights_h5", "exported.weights.h5"),
+                      ("onnx", "exported.onnx")):
+        out[fmt] = export(src, fmt, folder / name)
+    return out

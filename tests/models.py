@@ -51,3 +51,45 @@ def not_a_model():
 
 def broken():
     raise RuntimeError("factory failed on purpose")
+
+
+def every_kind():
+    """Mixed layers of every kind, with every freezing option, in one functional model."""
+    import numpy as np
+
+    from mwconv import layers as ml
+
+    rng = np.random.default_rng(3)
+    image = keras.Input((8, 8, 3), name="image")
+    ids = keras.Input((5,), dtype="int32", name="ids")
+    seq = keras.Input((10, 3), name="seq")
+    vol = keras.Input((4, 4, 4, 2), name="vol")
+    x = ml.MixedConv2D(4, 3, padding="same", frozen=["kernel"], name="conv")(image)
+    x = ml.MixedBatchNormalization(frozen=["gamma", "beta"], name="bn")(x)
+    x = ml.MixedPReLU(frozen=["alpha"], name="prelu")(x)
+    x = ml.MixedDepthwiseConv2D(3, frozen=["kernel", "bias"], name="depthwise")(x)
+    x = ml.MixedConv2DTranspose(3, 3, strides=2, frozen=["kernel"], name="deconv")(x)
+    x = ml.MixedConv2D(4, 3, adapter_rank=2, name="conv_lora")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool2d")(x)
+    e = ml.MixedEmbedding(12, 4, frozen_rows=9, name="emb")(ids)
+    e = keras.layers.GlobalAveragePooling1D(name="pool_emb")(e)
+    f = ml.FrozenEmbedding(rng.random((12, 3)), name="frozen_emb")(ids)
+    f = keras.layers.GlobalAveragePooling1D(name="pool_frozen")(f)
+    s = ml.MixedConv1D(4, 3, frozen=["kernel", "bias"], name="conv1d")(seq)
+    s = keras.layers.GlobalAveragePooling1D(name="pool1d")(s)
+    v = ml.MixedConv3D(2, 2, frozen=["kernel"], name="conv3d")(vol)
+    v = keras.layers.GlobalAveragePooling3D(name="pool3d")(v)
+    h = keras.layers.Concatenate(name="concat")([x, e, f, s, v])
+    h = ml.MixedDense(6, frozen_mask=rng.random((17, 6)) < 0.5, activation="relu", name="masked")(h)
+    h = ml.MixedDense(5, adapter_rank=2, name="dense_lora")(h)
+    h = ml.FixedBiasLinear(units=4, bias_value=0.1, name="fixed_bias")(h)
+    out = ml.CombinedTransformation(units=4, transformation_matrix=rng.random((4, 3)), name="combined")(h)
+    model = keras.Model({"image": image, "ids": ids, "seq": seq, "vol": vol}, out, name="every_kind")
+    for v in model.weights:  # non-trivial values everywhere, adapters included
+        if v.dtype == "bool":
+            continue
+        value = rng.standard_normal(v.shape).astype("float32") * 0.3
+        if v.path.endswith("moving_variance"):
+            value = np.abs(value) + 0.5
+        v.assign(value)
+    return model

@@ -141,6 +141,12 @@ def write_onnx(model, target, manifest, opset, force, progress):
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputRejected(f"tf2onnx cannot convert this model ({type(e).__name__}: {first})",
                             path=target) from e
+    unsupported = sorted({n.op_type for n in proto.graph.node
+                          if (n.domain or "ai.onnx") == "ai.onnx" and not onnx.defs.has(n.op_type)})
+    if unsupported:
+        from mwconv.errors import InputRejected
+        raise InputRejected(f"tf2onnx cannot convert the TensorFlow ops {', '.join(unsupported)} to ONNX opset "
+                            f"{opset}; nothing was written", path=target)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
     data_name = os.path.basename(target) + ".data"

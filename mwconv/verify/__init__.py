@@ -118,7 +118,7 @@ def check_outputs(art, ref_outputs, names, inputs, atol, rtol, hints):
 def check_train_step(art, inputs, ref_outputs):
     model = art.keras_model()
     if model is None:
-        return Check("train-step", SKIPPED, f"a {art.kind} artifact does not reload as a trainable Keras model")
+        return Check("train-step", SKIPPED, f"{art.kind} artifacts do not reload as trainable Keras models")
     keras = modelio._keras()
     before = modelio.weights_by_path(model)
     rng = np.random.default_rng(7)
@@ -180,7 +180,7 @@ def tf32_disabled():
 
 
 def check_devices(art, inputs, names, devices=None, atol=None, rtol=None):
-    listed = devices or art.devices()
+    listed = list(dict.fromkeys(devices or art.devices()))
     gpus = [d for d in listed if "GPU" in d.upper() or "CUDA" in d.upper()]
     if devices is None and not gpus:
         return Check("devices", SKIPPED, "no GPU visible", details={"devices": listed})
