@@ -18,6 +18,6 @@ setup(
         "tf2onnx==1.17.0",
         "click==8.5.1",
     ],
-    extras_require={"test": ["pytest==9.2.0"]},
+    extras_require={"test": ["pytest==9.2.0", "jsonschema==4.26.0"]},
     entry_points={"console_scripts": ["mwconv=mwconv.cli:main"]},
 )

@@ -33,6 +33,10 @@ def compare_arrays(got, want, atol, rtol):
     return ok, float(np.nanmax(diff)) if not nan_mismatch.any() else float("inf"), float(np.nanmax(rel))
 
 
+def _fmt(value):
+    return "NaN/Inf mismatch" if value is None else f"{value:.3g}"
+
+
 def compare_outputs(names, got, want, kind, atol=None, rtol=None):
     """Compare lists of outputs; return (passed, per-output rows, problems)."""
     rows, problems = [], []
@@ -45,10 +49,11 @@ def compare_outputs(names, got, want, kind, atol=None, rtol=None):
             rows.append({"output": name, "passed": False, "max_abs": None, "max_rel": None, "atol": a, "rtol": r})
             continue
         ok, max_abs, max_rel = compare_arrays(g, w, a, r)
+        max_abs, max_rel = (v if np.isfinite(v) else None for v in (max_abs, max_rel))  # JSON has no inf
         rows.append({"output": name, "passed": ok, "max_abs": max_abs, "max_rel": max_rel, "atol": a, "rtol": r})
         if not ok:
-            problems.append(f"output '{name}': max abs error {max_abs:.3g} (atol {a:g}), max rel error {max_rel:.3g} "
-                            f"(rtol {r:g})")
+            problems.append(f"output '{name}': max abs error {_fmt(max_abs)} (atol {a:g}), max rel error "
+                            f"{_fmt(max_rel)} (rtol {r:g})")
     return not problems, rows, problems
 
 
