@@ -12,6 +12,11 @@ _LAZY = {
     "detect_format": "mwconv.sources",
     "inspect_source": "mwconv.inspect",
     "write_fixtures": "mwconv.fixtures",
+    "import_weights": "mwconv.convert.importer",
+    "export": "mwconv.convert.exporter",
+    "verify": "mwconv.verify",
+    "run_pipeline": "mwconv.pipeline",
+    "load_pipeline": "mwconv.pipeline",
 }
 
 __all__ = ["__version__", *_LAZY]

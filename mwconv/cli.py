@@ -76,7 +76,10 @@ def main(ctx, as_json, verbose):
     Examples:
       mwconv fixtures samples/
       mwconv inspect samples/tfkeras2_full.h5 --hash
-      mwconv --json inspect samples/keras3_model.keras
+      mwconv import samples/tfkeras2_full.h5 --train 'head/*' -o model.keras
+      mwconv export model.keras --format saved_model -o serving/
+      mwconv verify serving/ --reference model.keras
+      mwconv run examples/quickstart.toml
     """
     ctx.obj = {"json": as_json, "verbose": verbose}
 
@@ -303,6 +306,42 @@ def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, 
     click.echo(report.to_json() if opts["json"] else report.format())
     if not report.ok:
         sys.exit(1)
+
+
+@main.command(epilog=EXIT_HELP)
+@click.argument("pipelines", nargs=-1, required=True, type=click.Path())
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@_common
+@click.pass_context
+def run(ctx, pipelines, quiet, as_json, verbose):
+    """Run one or more import -> export(s) -> verify pipelines described in
+    TOML files (see README: "Pipeline files"), one after another. The exit
+    code is the highest of theirs: 0 when every pipeline passed.
+
+    \b
+    Examples:
+      mwconv run examples/quickstart.toml
+      mwconv run models/*.toml --json > report.json
+    """
+    opts = _setup(ctx, as_json, verbose)
+    opts["quiet"] = quiet
+    from mwconv.pipeline import run_pipeline
+
+    results = [run_pipeline(p, progress=_progress(opts)) for p in pipelines]
+    code = max(r.exit_code for r in results)
+    if opts["json"]:
+        click.echo(json.dumps({"ok": code == 0, "exit_code": code, "pipelines": [r.to_dict() for r in results]},
+                              indent=2, default=str))
+    else:
+        for r in results:
+            click.echo(r.format())
+        if len(results) > 1:
+            click.echo(f"{sum(r.ok for r in results)} of {len(results)} pipelines passed")
+    for r in results:
+        if r.error:
+            click.echo(f"mwconv: error: {r.error}", err=True)
+    if code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
-# The main job on built-in sample data: write the sample sources, inspect each.
+# The main job on built-in sample data: sample sources -> import (frozen
+# pretrained part, trainable head) -> SavedModel, .keras and ONNX -> verify.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
-.venv/bin/mwconv fixtures samples/ --force
-for f in samples/*; do
-  case $f in *.io.npz|*.data) continue ;; esac
-  echo
-  .venv/bin/mwconv inspect "$f"
-done
+exec .venv/bin/mwconv run examples/quickstart.toml "$@"

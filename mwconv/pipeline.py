@@ -1,0 +1,209 @@
+"""``mwconv run``: a whole import -> export(s) -> verify pipeline described in
+a TOML file. Relative paths resolve against the pipeline file.
+
+>>> result = run_pipeline("examples/quickstart.toml")   # doctest: +SKIP
+>>> result.ok, result.exit_code
+"""
+
+import dataclasses
+import os
+import re
+import tomllib
+
+from mwconv.errors import MwconvError, UsageError
+
+# key -> (type check, description) per table; lists of tables for export
+SCHEMA = {
+    "fixtures": {"directory": "path", "seed": int},
+    "source": {"path": "path"},
+    "import": {"model": str, "map": "path", "layout": str, "freeze": [str], "train": [str],
+               "allow_missing": bool, "allow_unused": bool, "allow_nonfinite": bool, "output": "path"},
+    "export": {"format": str, "output": "path", "opset": int},
+    "verify": {"checks": [str], "require": [str], "inputs": "path", "atol": float, "rtol": float,
+               "samples": int, "seed": int, "devices": [str], "source": "path"},
+    "options": {"force": bool},
+}
+REQUIRED = {"source": ["path"], "import": ["output"], "export": ["format", "output"]}
+
+
+@dataclasses.dataclass
+class PipelineResult:
+    path: str
+    exit_code: int = 0
+    error: str = None
+    imported: str = None
+    import_report: dict = None
+    exports: list = dataclasses.field(default_factory=list)
+    verifications: list = dataclasses.field(default_factory=list)   # VerifyReport objects
+
+    @property
+    def ok(self):
+        return self.exit_code == 0
+
+    def to_dict(self):
+        return {"pipeline": self.path, "ok": self.ok, "exit_code": self.exit_code, "error": self.error,
+                "imported": self.imported, "import": self.import_report, "exports": self.exports,
+                "verify": [r.to_dict() for r in self.verifications]}
+
+    def format(self):
+        lines = [f"pipeline {self.path}"]
+        if self.imported:
+            lines.append(f"  imported -> {_rel(self.imported)}")
+        for e in self.exports:
+            lines.append(f"  exported {e['format']} -> {_rel(e['path'])} ({e['size_ratio']:.3f} x weight bytes)")
+        for r in self.verifications:
+            text = r.format().replace(r.artifact, _rel(r.artifact)).replace(r.reference, _rel(r.reference))
+            lines.append("  " + text.replace("\n", "\n  "))
+        lines.append(f"  result: {'ok' if self.ok else 'FAILED'} (exit {self.exit_code})"
+                     + (f": {self.error}" if self.error else ""))
+        return "\n".join(lines)
+
+
+def _rel(path):
+    rel = os.path.relpath(path) if os.path.isabs(path) else path
+    return path if rel.startswith("..") else rel
+
+
+def _line_of(text, key):
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"\s*{re.escape(key)}\s*=", line):
+            return number
+    return None
+
+
+def _check_value(value, kind):
+    if kind == "path" or kind is str:
+        return isinstance(value, str)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(kind, list):
+        return isinstance(value, list) and all(isinstance(v, kind[0]) for v in value)
+    return isinstance(value, kind)
+
+
+def _type_name(kind):
+    if kind == "path":
+        return "a path (string)"
+    if isinstance(kind, list):
+        return f"a list of {kind[0].__name__}"
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
+
+
+def load_pipeline(path):
+    """Parse and validate a pipeline file; resolve relative paths. UsageError names the key and line."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        from mwconv.errors import InputRejected
+        raise InputRejected(f"cannot read the pipeline file ({e.strerror})", path=path) from e
+    text = raw.decode("utf8", errors="replace")
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise UsageError(f"not valid TOML ({e})", path=path) from e
+    base = os.path.dirname(os.path.abspath(path))
+
+    def where(key):
+        line = _line_of(text, key)
+        return f" (line {line})" if line else ""
+
+    for table in doc:
+        if table not in SCHEMA:
+            raise UsageError(f"unknown table [{table}]{where(table)}; known: {', '.join(SCHEMA)}", path=path)
+    if not isinstance(doc.get("export", []), list):
+        raise UsageError("exports are written as [[export]] tables", path=path)
+    for table, body in doc.items():
+        entries = body if table == "export" else [body]
+        for i, entry in enumerate(entries):
+            label = f"export[{i}]" if table == "export" else table
+            if not isinstance(entry, dict):
+                raise UsageError(f"[{label}] must be a table", path=path)
+            for key, value in entry.items():
+                if key not in SCHEMA[table]:
+                    raise UsageError(f"unknown key '{label}.{key}'{where(key)}; known in [{table}]: "
+                                     f"{', '.join(SCHEMA[table])}", path=path)
+                kind = SCHEMA[table][key]
+                if not _check_value(value, kind):
+                    raise UsageError(f"key '{label}.{key}'{where(key)} must be {_type_name(kind)}, "
+                                     f"got {type(value).__name__} {value!r}", path=path)
+                if kind == "path":
+                    entry[key] = os.path.normpath(os.path.join(base, value))
+            for key in REQUIRED.get(table, []):
+                if key not in entry:
+                    raise UsageError(f"[{label}] needs the key '{key}'", path=path)
+    for table in ("source", "import"):
+        if table not in doc:
+            raise UsageError(f"the pipeline needs a [{table}] table", path=path)
+    import_table = doc["import"]
+    model = import_table.get("model")
+    if model and ":" in model:  # module:function or file.py:function: resolve a file path
+        module, _, func = model.rpartition(":")
+        if module.endswith(".py"):
+            import_table["model"] = f"{os.path.normpath(os.path.join(base, module))}:{func}"
+    elif model:
+        import_table["model"] = os.path.normpath(os.path.join(base, model))
+    return doc
+
+
+def run_pipeline(path, progress=None):
+    """Run one pipeline file; return a PipelineResult (never raises for expected failures)."""
+    result = PipelineResult(os.fspath(path))
+    try:
+        _run(load_pipeline(path), result, progress)
+    except MwconvError as e:
+        result.exit_code, result.error = e.exit_code, str(e)
+    return result
+
+
+def _note(progress, text):
+    if progress:
+        progress(text)
+
+
+def _run(doc, result, progress):
+    from mwconv.convert.exporter import export
+    from mwconv.convert.importer import import_weights
+    from mwconv.convert.writers import save_keras
+    from mwconv.manifest import build_manifest
+    from mwconv.outputs import check_target
+    from mwconv.verify import verify
+
+    force = doc.get("options", {}).get("force", False)
+    if "fixtures" in doc:
+        from mwconv.fixtures import write_fixtures
+        _note(progress, f"writing sample sources to {doc['fixtures']['directory']}")
+        write_fixtures(doc["fixtures"]["directory"], seed=doc["fixtures"].get("seed", 0), force=True)
+    imp = doc["import"]
+    check_target(imp["output"], force)
+    for e in doc.get("export", []):
+        check_target(e["output"], force)
+    _note(progress, f"reading {doc['source']['path']}, injecting into the target model")
+    model, report = import_weights(
+        doc["source"]["path"], imp.get("model"), rules=imp.get("map"), layout=imp.get("layout", "auto"),
+        freeze=imp.get("freeze", ()), train=imp.get("train", ()), allow_missing=imp.get("allow_missing", False),
+        allow_unused=imp.get("allow_unused", False), allow_nonfinite=imp.get("allow_nonfinite", False))
+    result.import_report = report.to_dict()
+    os.makedirs(os.path.dirname(imp["output"]) or ".", exist_ok=True)
+    save_keras(model, imp["output"], build_manifest(model, report.provenance), force=force)
+    result.imported = imp["output"]
+    for e in doc.get("export", []):
+        _note(progress, f"exporting {e['format']} to {e['output']}")
+        os.makedirs(os.path.dirname(e["output"]) or ".", exist_ok=True)
+        exported = export(imp["output"], e["format"], e["output"], force=force, verify=False,
+                          opset=e.get("opset", 17), progress=progress)
+        result.exports.append(exported.to_dict())
+    v = doc.get("verify", {})
+    for e in doc.get("export", []):
+        _note(progress, f"verifying {e['output']}")
+        result.verifications.append(verify(
+            e["output"], imp["output"], inputs=v.get("inputs"), samples=v.get("samples", 4), seed=v.get("seed", 0),
+            atol=v.get("atol"), rtol=v.get("rtol"), checks=v.get("checks"), require=v.get("require", ()),
+            devices=v.get("devices"), source=v.get("source")))
+    if not all(result.verifications):
+        failed = [f"{r.artifact}: {', '.join(c.name for c in r.checks if c.status == 'fail')}"
+                  for r in result.verifications if not r]
+        result.exit_code, result.error = 1, "verification failed (" + "; ".join(failed) + ")"
