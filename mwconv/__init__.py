@@ -14,7 +14,7 @@ _LAZY = {
     "write_fixtures": "mwconv.fixtures",
     "import_weights": "mwconv.convert.importer",
     "export": "mwconv.convert.exporter",
-    "verify": "mwconv.verify",
+    "verify": "mwconv.verification",
     "run_pipeline": "mwconv.pipeline",
     "load_pipeline": "mwconv.pipeline",
 }

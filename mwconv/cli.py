@@ -294,7 +294,7 @@ def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, 
       mwconv verify model.keras --require gpu --report verify.json
     """
     opts = _setup(ctx, as_json, verbose)
-    from mwconv.verify import verify as run_verify
+    from mwconv.verification import verify as run_verify
 
     report = run_verify(artifact, reference, inputs=inputs, samples=samples, seed=seed, atol=atol, rtol=rtol,
                         checks=checks.split(",") if checks else None, require=require,

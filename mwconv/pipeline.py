@@ -170,7 +170,7 @@ def _run(doc, result, progress):
     from mwconv.convert.writers import save_keras
     from mwconv.manifest import build_manifest
     from mwconv.outputs import check_target
-    from mwconv.verify import verify
+    from mwconv.verification import verify
 
     force = doc.get("options", {}).get("force", False)
     if "fixtures" in doc:

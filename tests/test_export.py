@@ -8,14 +8,14 @@ import keras
 import numpy as np
 import pytest
 
-from mwconv.verify import modelio
+from mwconv.verification import modelio
 from tests.helpers import listing, run_cli, run_json
 
 FORMATS = ["saved_model", "keras", "weights_h5", "onnx"]
 
 
 def probe(model, batch=3, seed=11):
-    from mwconv.verify.probes import random_inputs, vocabulary
+    from mwconv.verification.probes import random_inputs, vocabulary
     return random_inputs(modelio.input_specs(model), batch, seed, vocabulary(model))
 
 
@@ -193,7 +193,7 @@ def test_ctrl_c_mid_export_exits_130_and_leaves_nothing(tmp_path, monkeypatch):
 
 def test_failed_verification_exits_1_and_keeps_the_artifact(every_kind, tmp_path, monkeypatch):
     # a tolerance nothing can meet: the artifact is written, the check fails, exit 1
-    from mwconv.verify import compare
+    from mwconv.verification import compare
 
     monkeypatch.setitem(compare.TOLERANCES, ("onnx", "f32"), (0.0, 0.0))
     code, doc, _ = run_json("export", every_kind["keras_src"], "--format", "onnx", "-o", tmp_path / "m.onnx")

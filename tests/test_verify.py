@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 
-from mwconv.verify import device_check, verify
+from mwconv.verification import device_check, verify
 from tests.helpers import run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -213,7 +213,7 @@ import sys, json
 import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from mwconv.verify import verify
+from mwconv.verification import verify
 report = verify(sys.argv[1], sys.argv[2], checks=["devices"], devices=["CPU:0", "CPU:1"])
 print(json.dumps(report.to_dict()))
 """
@@ -274,7 +274,7 @@ def test_cli_exit_codes_and_json_schema(every_kind, tmp_path):
 
 
 def test_probe_inputs_file(every_kind, tmp_path):
-    from mwconv.verify import modelio, probes
+    from mwconv.verification import modelio, probes
 
     model = every_kind["model"]
     inputs = probes.random_inputs(modelio.input_specs(model), 2, 5, probes.vocabulary(model))

@@ -42,7 +42,7 @@ def _note(progress, text):
 
 
 def _load(model):
-    from mwconv.verify import modelio
+    from mwconv.verification import modelio
     keras = modelio._keras()
     if isinstance(model, keras.Model):
         return model, None
@@ -67,7 +67,7 @@ def _tree_size(path):
 def _serving_function(model):
     import tensorflow as tf
 
-    from mwconv.verify import modelio
+    from mwconv.verification import modelio
 
     specs = modelio.input_specs(model)
     names = [n for n, _, _ in specs]
@@ -216,7 +216,7 @@ def export(model, fmt, out, *, force=False, verify=True, opset=DEFAULT_OPSET, pr
     result = ExportResult(os.fspath(out), fmt, size, weight_bytes)
     if verify:
         _note(progress, "verifying (partition, outputs)")
-        from mwconv.verify import verify as run_verify
+        from mwconv.verification import verify as run_verify
         result.report = run_verify(out, keras_model, checks=["partition", "outputs"])
     return result
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from mwconv.errors import InputRejected
 from mwconv.sources import detect_format
-from mwconv.verify import modelio
+from mwconv.verification import modelio
 
 
 class Artifact:

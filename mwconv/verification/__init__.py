@@ -14,10 +14,10 @@ import numpy as np
 
 from mwconv.errors import UsageError
 from mwconv.manifest import sha256_array
-from mwconv.verify import modelio, probes
-from mwconv.verify.artifacts import open_artifact
-from mwconv.verify.compare import compare_devices, compare_outputs
-from mwconv.verify.report import CHECKS, FAIL, PASS, SKIPPED, Check, VerifyReport
+from mwconv.verification import modelio, probes
+from mwconv.verification.artifacts import open_artifact
+from mwconv.verification.compare import compare_devices, compare_outputs
+from mwconv.verification.report import CHECKS, FAIL, PASS, SKIPPED, Check, VerifyReport
 
 STATISTICS = ("moving_mean", "moving_variance")
 
