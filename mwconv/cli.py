@@ -192,17 +192,11 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
       mwconv import weights.h5 --model net.keras --train 'head/*' --allow-missing -o model.keras
     """
     opts = _setup(ctx, as_json, verbose)
-    from mwconv.outputs import check_target
-
-    check_target(output, force)
     from mwconv.convert.importer import import_weights
-    from mwconv.convert.writers import save_keras
-    from mwconv.manifest import build_manifest
 
-    model, report = import_weights(source, model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
-                                   allow_missing=allow_missing, allow_unused=allow_unused,
-                                   allow_nonfinite=allow_nonfinite)
-    save_keras(model, output, build_manifest(model, report.provenance), force=force)
+    _, report = import_weights(source, model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
+                               allow_missing=allow_missing, allow_unused=allow_unused,
+                               allow_nonfinite=allow_nonfinite, output=output, force=force)
     if opts["json"]:
         click.echo(json.dumps({"ok": True, "output": output, **report.to_dict()}, indent=2, default=str))
     else:

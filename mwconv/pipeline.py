@@ -167,8 +167,6 @@ def _note(progress, text):
 def _run(doc, result, progress):
     from mwconv.convert.exporter import export
     from mwconv.convert.importer import import_weights
-    from mwconv.convert.writers import save_keras
-    from mwconv.manifest import build_manifest
     from mwconv.outputs import check_target
     from mwconv.verification import verify
 
@@ -182,13 +180,12 @@ def _run(doc, result, progress):
     for e in doc.get("export", []):
         check_target(e["output"], force)
     _note(progress, f"reading {doc['source']['path']}, injecting into the target model")
-    model, report = import_weights(
+    _, report = import_weights(
         doc["source"]["path"], imp.get("model"), rules=imp.get("map"), layout=imp.get("layout", "auto"),
         freeze=imp.get("freeze", ()), train=imp.get("train", ()), allow_missing=imp.get("allow_missing", False),
-        allow_unused=imp.get("allow_unused", False), allow_nonfinite=imp.get("allow_nonfinite", False))
+        allow_unused=imp.get("allow_unused", False), allow_nonfinite=imp.get("allow_nonfinite", False),
+        output=imp["output"], force=force)
     result.import_report = report.to_dict()
-    os.makedirs(os.path.dirname(imp["output"]) or ".", exist_ok=True)
-    save_keras(model, imp["output"], build_manifest(model, report.provenance), force=force)
     result.imported = imp["output"]
     for e in doc.get("export", []):
         _note(progress, f"exporting {e['format']} to {e['output']}")

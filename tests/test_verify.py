@@ -286,3 +286,28 @@ def test_probe_inputs_file(every_kind, tmp_path):
     code, _, err = run_cli("verify", every_kind["onnx"].path, "--reference", every_kind["keras_src"],
                            "--inputs", tmp_path / "partial.npz")
     assert code == 2 and "holds no array for input 'ids'" in err
+
+
+TORCH_VERIFY = """
+import json, os, sys
+os.environ["KERAS_BACKEND"] = "torch"
+from mwconv.verification import verify
+report = verify(sys.argv[1], sys.argv[2], checks=["partition", "outputs", "train-step", "devices"])
+print(json.dumps(report.to_dict()))
+"""
+
+
+def test_verify_under_the_torch_backend(every_kind):
+    """The .keras path of verify uses Keras device scopes only: it runs under KERAS_BACKEND=torch."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        pytest.skip("torch is not installed (pip install torch==2.13.0 to run this test)")
+    out = subprocess.run([sys.executable, "-c", TORCH_VERIFY, str(every_kind["keras"].path),
+                          str(every_kind["keras_src"])], capture_output=True, text=True, timeout=600, cwd=ROOT,
+                         env=dict(os.environ, KERAS_BACKEND="torch"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    doc = json.loads(out.stdout.strip().splitlines()[-1])
+    got = {c["name"]: c["status"] for c in doc["checks"]}
+    assert got == {"partition": "pass", "outputs": "pass", "train-step": "pass",
+                   "devices": "pass" if "cuda" in out.stdout else "skipped"}, doc

@@ -91,14 +91,29 @@ def _freeze_plan(targets, imported, freeze, train):
 
 
 def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), train=(),
-                   allow_missing=False, allow_unused=False, allow_nonfinite=False):
+                   allow_missing=False, allow_unused=False, allow_nonfinite=False, output=None, force=False):
     """Build the target model, inject the source's tensors (frozen), return ``(model, report)``.
 
     ``source`` is a path; ``model`` a .keras path, ``module:function``,
     ``file.py:function`` or a built Keras model (never modified: a converted
-    clone is returned). Raises InputRejected (exit 3) on any missing, unused or
-    mismatched entry unless allowed; the report is in the error's ``details``.
+    clone is returned). With ``output``, also write it there as a ``.keras``
+    file carrying the manifest (atomically; an existing file needs ``force``).
+    Raises InputRejected (exit 3) on any missing, unused or mismatched entry
+    unless allowed; the report is in the error's ``details``.
     """
+    if output is not None:
+        from mwconv.outputs import check_target
+        check_target(output, force)
+    result, report = _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused,
+                             allow_nonfinite)
+    if output is not None:
+        from mwconv.convert.writers import save_keras
+        from mwconv.manifest import build_manifest
+        save_keras(result, output, build_manifest(result, report.provenance), force=force)
+    return result, report
+
+
+def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite):
     from mwconv.convert.target import _keras
     keras = _keras()
     from mwconv.layers import KernelVariantsMixin
