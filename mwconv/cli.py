@@ -172,14 +172,19 @@ def _format_import(report, out):
 @click.option("--allow-missing", is_flag=True, help="Target weights without a source keep their initial values.")
 @click.option("--allow-unused", is_flag=True, help="Source tensors may go unused.")
 @click.option("--allow-nonfinite", is_flag=True, help="Import NaN/Inf values instead of refusing them.")
+@click.option("--channels-last", is_flag=True, help="ONNX graph import: build an NHWC model (default: the "
+              "ONNX model's own NCHW layout).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @_common
 @click.pass_context
 def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow_missing, allow_unused,
-            allow_nonfinite, force, as_json, verbose):
+            allow_nonfinite, channels_last, force, as_json, verbose):
     """Build the target model, inject the tensors of SOURCE as frozen weights
     of mixed layers (matched by name, never by position), write OUTPUT (.keras,
     with an embedded manifest) and print the mapping report.
+
+    Without --model the architecture comes from the source: a Keras
+    full-model .h5, a .keras file, or an ONNX graph of supported operators.
 
     Strict by default: a target weight with no source, a source tensor that
     goes unused, or a shape that does not fit stops the import (exit 3) with
@@ -188,6 +193,7 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
     \b
     Examples:
       mwconv import tf2_model.h5 -o model.keras
+      mwconv import model.onnx -o model.keras      # rebuilt from the ONNX graph
       mwconv import state_dict.npz --model net.py:build --layout torch --map rules.txt -o model.keras
       mwconv import weights.h5 --model net.keras --train 'head/*' --allow-missing -o model.keras
     """
@@ -196,7 +202,8 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
 
     _, report = import_weights(source, model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
                                allow_missing=allow_missing, allow_unused=allow_unused,
-                               allow_nonfinite=allow_nonfinite, output=output, force=force)
+                               allow_nonfinite=allow_nonfinite, output=output, force=force,
+                               channels_last=channels_last)
     if opts["json"]:
         click.echo(json.dumps({"ok": True, "output": output, **report.to_dict()}, indent=2, default=str))
     else:

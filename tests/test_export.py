@@ -227,3 +227,23 @@ def test_saved_model_stores_each_weight_once_at_scale():
     assert result["weight_bytes"] >= 64 << 20
     assert result["mwconv_ratio"] <= 1.05
     assert result["model_export_ratio"] >= 1.95
+
+
+def test_onnx_external_data_path(every_kind, tmp_path, monkeypatch):
+    """The path taken above 1.5 GiB (weights become external data written one variable at a time),
+    forced here on a small model: same outputs, weights named by their Keras paths."""
+    import onnx
+
+    from mwconv.convert import exporter
+
+    monkeypatch.setattr(exporter, "ONNX_EXTERNAL_THRESHOLD", 0)
+    result = exporter.export(every_kind["keras_src"], "onnx", tmp_path / "big.onnx")
+    assert result.report.ok, result.report.format()
+    assert sorted(os.listdir(tmp_path)) == ["big.onnx", "big.onnx.data"]
+    model = onnx.load(str(tmp_path / "big.onnx"), load_external_data=False)
+    external = {t.name for t in model.graph.initializer if t.data_location == onnx.TensorProto.EXTERNAL}
+    assert external == {v.path for v in every_kind["model"].weights}
+    code, report, _ = run_json("inspect", "--hash", tmp_path / "big.onnx")
+    hashes = {t["name"]: t["sha256"] for t in report["tensors"]}
+    manifest = {w["path"]: w["sha256"] for w in report["manifest"]["weights"]}
+    assert all(hashes[p] == manifest[p] for p in external)

@@ -169,7 +169,7 @@ def test_bad_arguments_raise_value_error_naming_them(make, message):
         make()
 
 
-LAYER_FILES = ["__init__.py", "mixin.py", "mixed.py", "seed.py"]
+LAYER_FILES = ["__init__.py", "mixin.py", "mixed.py", "seed.py", "onnx_ops.py"]
 
 
 def test_layers_do_not_import_tensorflow():

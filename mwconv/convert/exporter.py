@@ -122,31 +122,107 @@ def write_weights_h5(model, staged, manifest):
 
 
 # -- ONNX ------------------------------------------------------------------------------
+def _unsupported_ops(proto):
+    import onnx
+    return sorted({n.op_type for n in proto.graph.node
+                   if (n.domain or "ai.onnx") == "ai.onnx" and not onnx.defs.has(n.op_type)})
+
+
+def _convert(tf2onnx, fn, signature, opset, target):
+    try:
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    except (ValueError, TypeError, RuntimeError, KeyError, NotImplementedError, AttributeError) as e:
+        from mwconv.errors import InputRejected
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputRejected(f"tf2onnx cannot convert this model ({type(e).__name__}: {first})", path=target) from e
+    unsupported = _unsupported_ops(proto)
+    if unsupported:
+        from mwconv.errors import InputRejected
+        raise InputRejected(f"tf2onnx cannot convert the TensorFlow ops {', '.join(unsupported)} to ONNX opset "
+                            f"{opset}; nothing was written", path=target)
+    return proto
+
+
+def _stateless_function(model):
+    """The model as a function of its inputs AND its weights, so that tf2onnx
+    converts a graph without copying any weight (they become graph inputs)."""
+    import tensorflow as tf
+
+    from mwconv.verification import modelio
+
+    keras = modelio._keras()
+    specs = modelio.input_specs(model)
+    names = [n for n, _, _ in specs]
+    trainable, others = list(model.trainable_variables), list(model.non_trainable_variables)
+    variables = trainable + others
+    weight_names = [f"mwconv_w_{i}" for i in range(len(variables))]
+    signature = [tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name) for name, shape, dtype in specs]
+    signature += [tf.TensorSpec(v.shape, v.dtype, name=n) for v, n in zip(variables, weight_names)]
+    outputs = modelio.output_names(model)
+    count, n_trainable = len(names), len(trainable)
+
+    @tf.function(input_signature=signature)
+    def serve(*args):
+        inputs, weights = args[:count], list(args[count:])
+        result, _ = model.stateless_call(weights[:n_trainable], weights[n_trainable:],
+                                         modelio.pack_inputs(model, dict(zip(names, inputs))), training=False)
+        return dict(zip(outputs, keras.tree.flatten(result)))
+
+    return serve, signature, dict(zip(weight_names, variables))
+
+
+def _attach_external(proto, weights, model_path, data_path, data_name):
+    """Turn the weight graph inputs into initializers whose bytes go, one
+    variable at a time, into one external data file."""
+    import onnx
+    from onnx import helper
+
+    rename = {}
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    del proto.graph.input[:]
+    proto.graph.input.extend(inputs)
+    offset = 0
+    with open(data_path, "wb") as f:
+        for name, variable in weights.items():
+            value = np.ascontiguousarray(variable.numpy())
+            value = value.astype(value.dtype.newbyteorder("<"), copy=False)
+            pad = (-offset) % 4096
+            f.write(b"\0" * pad)
+            offset += pad
+            f.write(value.tobytes())
+            t = proto.graph.initializer.add()
+            t.name = variable.path
+            t.data_type = helper.np_dtype_to_tensor_dtype(value.dtype)
+            t.dims.extend(value.shape)
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(value.nbytes))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            offset += value.nbytes
+            rename[name] = variable.path
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    with open(model_path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
 def write_onnx(model, target, manifest, opset, force, progress):
     from mwconv._quiet import import_quietly
     import_quietly("tensorflow")
     tf2onnx = import_quietly("tf2onnx")
     import onnx
 
-    serve, signature = _serving_function(model)
-    weight_bytes = sum(int(v.value.numpy().nbytes) for v in model.weights)
+    weight_bytes = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in model.weights)
     large = weight_bytes > ONNX_EXTERNAL_THRESHOLD
     _note(progress, f"converting to ONNX opset {opset} with tf2onnx"
                     + (" (external data: weights exceed the 2 GiB protobuf limit)" if large else ""))
-    try:
-        proto, storage = tf2onnx.convert.from_function(serve, input_signature=signature, opset=opset,
-                                                       large_model=large)
-    except (ValueError, TypeError, RuntimeError, KeyError, NotImplementedError, AttributeError) as e:
-        from mwconv.errors import InputRejected
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputRejected(f"tf2onnx cannot convert this model ({type(e).__name__}: {first})",
-                            path=target) from e
-    unsupported = sorted({n.op_type for n in proto.graph.node
-                          if (n.domain or "ai.onnx") == "ai.onnx" and not onnx.defs.has(n.op_type)})
-    if unsupported:
-        from mwconv.errors import InputRejected
-        raise InputRejected(f"tf2onnx cannot convert the TensorFlow ops {', '.join(unsupported)} to ONNX opset "
-                            f"{opset}; nothing was written", path=target)
+    if large:
+        fn, signature, weights = _stateless_function(model)
+    else:
+        fn, signature = _serving_function(model)
+    proto = _convert(tf2onnx, fn, signature, opset, target)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
     data_name = os.path.basename(target) + ".data"
@@ -155,34 +231,12 @@ def write_onnx(model, target, manifest, opset, force, progress):
         check_target(data_target, force)
     with atomic_output(target, force=force) as staged:
         if large:
-            _write_external(proto, storage, staged, os.path.join(os.path.dirname(staged), data_name), data_name)
-            os.replace(os.path.join(os.path.dirname(staged), data_name), data_target)
+            staged_data = os.path.join(os.path.dirname(staged), data_name)
+            _note(progress, f"writing {weight_bytes} bytes of weights to {data_name}")
+            _attach_external(proto, weights, staged, staged_data, data_name)
+            os.replace(staged_data, data_target)
         else:
             onnx.save_model(proto, staged)
-
-
-def _write_external(proto, storage, model_path, data_path, data_name):
-    """Gather tf2onnx's external tensors into one data file beside the model."""
-    import onnx
-
-    offset = 0
-    with open(data_path, "wb") as f:
-        for t in proto.graph.initializer:
-            if t.data_location != onnx.TensorProto.EXTERNAL:
-                continue
-            entries = {e.key: e.value for e in t.external_data}
-            data = storage.name_to_tensor_data[entries["location"]]
-            pad = (-offset) % 4096
-            f.write(b"\0" * pad)
-            offset += pad
-            f.write(data)
-            del t.external_data[:]
-            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(len(data)))):
-                e = t.external_data.add()
-                e.key, e.value = k, v
-            offset += len(data)
-    with open(model_path, "wb") as f:
-        f.write(proto.SerializeToString())
 
 
 # -- the command ---------------------------------------------------------------------

@@ -60,6 +60,17 @@ def _onnx_usage(source):
     return usage
 
 
+def _graph_matches(src, targets, plan, attribute_constants):
+    """Matches from an ONNX graph rebuild: each weight knows its initializer."""
+    from mwconv.convert.matching import Match
+
+    by_path = {t.path: t for t in targets}
+    matches = [Match(by_path[path], source, "graph", transform) for path, source, transform in plan]
+    used = {source for _, source, _ in plan} | set(attribute_constants)
+    unused = [name for name in src.keys() if name not in used]
+    return matches, unused, sorted(attribute_constants)
+
+
 def _transform(m, layout, usage):
     if m.transform != "auto":
         return m.transform
@@ -91,7 +102,8 @@ def _freeze_plan(targets, imported, freeze, train):
 
 
 def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), train=(),
-                   allow_missing=False, allow_unused=False, allow_nonfinite=False, output=None, force=False):
+                   allow_missing=False, allow_unused=False, allow_nonfinite=False, output=None, force=False,
+                   channels_last=False):
     """Build the target model, inject the source's tensors (frozen), return ``(model, report)``.
 
     ``source`` is a path; ``model`` a .keras path, ``module:function``,
@@ -99,13 +111,15 @@ def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), 
     clone is returned). With ``output``, also write it there as a ``.keras``
     file carrying the manifest (atomically; an existing file needs ``force``).
     Raises InputRejected (exit 3) on any missing, unused or mismatched entry
-    unless allowed; the report is in the error's ``details``.
+    unless allowed; the report is in the error's ``details``. An ONNX source
+    without ``model`` is rebuilt from its graph (NCHW kept unless
+    ``channels_last``).
     """
     if output is not None:
         from mwconv.outputs import check_target
         check_target(output, force)
     result, report = _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused,
-                             allow_nonfinite)
+                             allow_nonfinite, channels_last)
     if output is not None:
         from mwconv.convert.writers import save_keras
         from mwconv.manifest import build_manifest
@@ -113,14 +127,19 @@ def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), 
     return result, report
 
 
-def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite):
+def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite,
+            channels_last=False):
     from mwconv.convert.target import _keras
     keras = _keras()
     from mwconv.layers import KernelVariantsMixin
 
     rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
     with open_source(source) as src:
-        if model is None:
+        graph_plan = None
+        if model is None and src.format == "onnx":
+            from mwconv.convert.onnx_graph import build_from_onnx
+            target_model, graph_plan, attribute_constants = build_from_onnx(src, channels_last)
+        elif model is None:
             target_model = model_from_source(src)
         elif isinstance(model, keras.Model):
             target_model = model
@@ -129,7 +148,10 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
         chosen = _auto_layout(src) if layout == "auto" else layout
         layouts.transform_for(chosen, "", "")  # validates the name
         targets = catalogue(target_model)
-        matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
+        if graph_plan is not None:
+            matches, unused, ignored = _graph_matches(src, targets, graph_plan, attribute_constants)
+        else:
+            matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
         usage = _onnx_usage(src)
 
         plan, mismatched = [], []

@@ -32,6 +32,7 @@ TRANSFORMS = {
     "conv": lambda a, shape: _conv(a),
     "conv_transpose": lambda a, shape: _conv(a),
     "depthwise": _depthwise,
+    "reshape": lambda a, shape: np.reshape(a, shape),
 }
 
 # Keras layer class (stock or mixed, same names) -> weight name -> transform for torch/onnx layouts

@@ -3,15 +3,18 @@ through save and reload. Importing this package registers them for
 serialization under the package name ``mwconv``, so ``.keras`` files that use
 them load in safe mode with no ``custom_objects``."""
 
+from mwconv.layers import onnx_ops  # noqa: F401  (registers the ONNX op layers)
 from mwconv.layers.mixed import (
-    MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv2D, MixedConv2DTranspose, MixedConv3D,
-    MixedDense, MixedDepthwiseConv2D, MixedEmbedding, MixedPReLU,
+    MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv1DTranspose, MixedConv2D, MixedConv2DTranspose,
+    MixedConv3D, MixedConv3DTranspose, MixedDense, MixedDepthwiseConv1D, MixedDepthwiseConv2D, MixedEmbedding,
+    MixedPReLU,
 )
 from mwconv.layers.mixin import KernelVariantsMixin, MixedWeightsMixin
 from mwconv.layers.seed import CombinedTransformation, FixedBiasLinear, FrozenEmbedding
 
 __all__ = [
     "MIXED_FOR_STOCK", "CombinedTransformation", "FixedBiasLinear", "FrozenEmbedding", "KernelVariantsMixin",
-    "MixedBatchNormalization", "MixedConv1D", "MixedConv2D", "MixedConv2DTranspose", "MixedConv3D",
-    "MixedDense", "MixedDepthwiseConv2D", "MixedEmbedding", "MixedPReLU", "MixedWeightsMixin",
+    "MixedBatchNormalization", "MixedConv1D", "MixedConv1DTranspose", "MixedConv2D", "MixedConv2DTranspose",
+    "MixedConv3D", "MixedConv3DTranspose", "MixedDense", "MixedDepthwiseConv1D", "MixedDepthwiseConv2D",
+    "MixedEmbedding", "MixedPReLU", "MixedWeightsMixin",
 ]

@@ -76,6 +76,21 @@ class Conv2DTranspose(MixedWeightsMixin, keras.layers.Conv2DTranspose):
 
 
 @register
+class Conv1DTranspose(MixedWeightsMixin, keras.layers.Conv1DTranspose):
+    """``keras.layers.Conv1DTranspose`` with a choice of frozen weights."""
+
+
+@register
+class Conv3DTranspose(MixedWeightsMixin, keras.layers.Conv3DTranspose):
+    """``keras.layers.Conv3DTranspose`` with a choice of frozen weights."""
+
+
+@register
+class DepthwiseConv1D(MixedWeightsMixin, keras.layers.DepthwiseConv1D):
+    """``keras.layers.DepthwiseConv1D`` with a choice of frozen weights."""
+
+
+@register
 class DepthwiseConv2D(MixedWeightsMixin, keras.layers.DepthwiseConv2D):
     """``keras.layers.DepthwiseConv2D`` with a choice of frozen weights."""
 
@@ -95,10 +110,12 @@ class PReLU(MixedWeightsMixin, keras.layers.PReLU):
 MixedDense, MixedConv1D, MixedConv2D, MixedConv3D = Dense, Conv1D, Conv2D, Conv3D
 MixedEmbedding, MixedConv2DTranspose, MixedDepthwiseConv2D = Embedding, Conv2DTranspose, DepthwiseConv2D
 MixedBatchNormalization, MixedPReLU = BatchNormalization, PReLU
+MixedConv1DTranspose, MixedConv3DTranspose, MixedDepthwiseConv1D = Conv1DTranspose, Conv3DTranspose, DepthwiseConv1D
 
 MIXED_FOR_STOCK = {
     "Dense": MixedDense, "Conv1D": MixedConv1D, "Conv2D": MixedConv2D, "Conv3D": MixedConv3D,
     "Embedding": MixedEmbedding, "Conv2DTranspose": MixedConv2DTranspose,
     "DepthwiseConv2D": MixedDepthwiseConv2D, "BatchNormalization": MixedBatchNormalization,
-    "PReLU": MixedPReLU,
+    "PReLU": MixedPReLU, "Conv1DTranspose": MixedConv1DTranspose, "Conv3DTranspose": MixedConv3DTranspose,
+    "DepthwiseConv1D": MixedDepthwiseConv1D,
 }
