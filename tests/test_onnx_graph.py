@@ -83,6 +83,43 @@ def test_gemm(trans_b, alpha, beta, c_shape, tmp_path):
     run_both(tmp_path, model, {"x": w(3, 6)})
 
 
+def test_gemm_trans_a(tmp_path):
+    node = helper.make_node("Gemm", ["x", "B", "C"], ["y"], name="gemm", transA=1, transB=1, alpha=0.5)
+    model = graph_model([node], [vi("x", [6, "M"])], [vi("y", ["M", 5])], {"B": w(5, 6), "C": w(5)})
+    run_both(tmp_path, model, {"x": w(6, 3)})
+
+
+def test_opset_6_model(tmp_path):
+    """Opset 6: Gemm with broadcast=1, BatchNormalization with is_test, initializers also graph inputs."""
+    inits = {"W": w(5, 4), "C": w(5), "s": w(5), "b": w(5), "m": w(5), "v": w(5, positive=True)}
+    nodes = [helper.make_node("Gemm", ["x", "W", "C"], ["g"], transB=1, broadcast=1),
+             helper.make_node("BatchNormalization", ["g", "s", "b", "m", "v"], ["n"], is_test=1, epsilon=1e-5),
+             helper.make_node("Relu", ["n"], ["y"])]
+    inputs = [vi("x", ["N", 4])] + [vi(k, list(v.shape)) for k, v in inits.items()]
+    model = graph_model(nodes, inputs, [vi("y", ["N", 5])], inits, opset=6, ir=3)
+    onnx.save(model, tmp_path / "m.onnx")
+    x = w(3, 4)
+    keras_model, _ = import_weights(tmp_path / "m.onnx")
+    h = x @ inits["W"].T + inits["C"]
+    h = (h - inits["m"]) / np.sqrt(inits["v"] + 1e-5) * inits["s"] + inits["b"]
+    np.testing.assert_allclose(modelio.call_model(keras_model, {"x": x})[0], np.maximum(h, 0), atol=1e-5)
+
+
+def test_newest_opset_onnx_writes(tmp_path):
+    import onnxruntime as ort
+
+    opset = onnx.defs.onnx_opset_version()
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Flatten", ["c"], ["f"]),
+             helper.make_node("Softmax", ["f"], ["y"])]
+    model = graph_model(nodes, [vi("x", ["N", 3, 9, 7])], [vi("y", None)], {"W": w(2, 3, 3, 3)}, opset=opset)
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime may lag behind onnx's newest opset
+        pytest.skip(f"onnxruntime cannot run opset {opset} yet: {str(e).splitlines()[0]}")
+    run_both(tmp_path, model, {"x": X4})
+
+
 def test_matmul_with_initializer_and_between_inputs(tmp_path):
     nodes = [helper.make_node("MatMul", ["x", "W"], ["h"], name="mm"),
              helper.make_node("MatMul", ["h", "z"], ["y"], name="mm2")]

@@ -256,9 +256,7 @@ class GraphBuilder:
         return out
 
     def op_Gemm(self, node, a):
-        from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxScale
-        if int(a.get("transA", 0)):
-            raise Unsupported("transA=1 (the batch axis must lead)")
+        from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxScale, OnnxTranspose
         if node.input[1] not in self.constants:
             raise Unsupported("a non-constant B")
         trans_b = int(a.get("transB", 0))
@@ -271,7 +269,11 @@ class GraphBuilder:
             raise Unsupported(f"C of shape {c_shape} (a per-sample bias)")
         fused = c is not None and alpha == 1.0 and beta == 1.0 and int(np.prod(c_shape)) == units
         dense = self.keras.layers.Dense(units, use_bias=fused, name=self.name(node))
-        out = dense(self.tensor(node.input[0], node))
+        a_in = self.tensor(node.input[0], node)
+        if int(a.get("transA", 0)):  # A is (K, M): its first axis is Keras's batch axis here
+            known = list(self.shapes.get(node.input[0]) or [None, None])
+            a_in = OnnxTranspose(perm=[1, 0], known=known, name=self.name(node, "transA"))(a_in)
+        out = dense(a_in)
         self.weight(dense, "kernel", node.input[1], "linear" if trans_b else "none")
         if fused:
             self.weight(dense, "bias", c, "reshape")

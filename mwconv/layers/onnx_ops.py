@@ -23,7 +23,7 @@ class _Configured(keras.layers.Layer):
             setattr(self, k, v)
 
     def get_config(self):
-        return {**super().get_config(), **{k: getattr(self, k) for k in self._fields}}
+        return {**super().get_config(), **{k: getattr(self, k, None) for k in self._fields}}
 
 
 @register
@@ -68,10 +68,19 @@ class OnnxSoftmax(_Configured):
 
 @register
 class OnnxTranspose(_Configured):
-    _fields = ("perm",)
+    """``known`` (optional): static sizes of the input, batch axis included, for
+    transposes that move the batch axis (Keras only knows the other sizes)."""
+
+    _fields = ("perm", "known")
 
     def call(self, x):
         return ops.transpose(x, self.perm)
+
+    def compute_output_spec(self, x):
+        shape = list(x.shape)
+        if getattr(self, "known", None):
+            shape = [k if k is not None else s for k, s in zip(self.known, shape)]
+        return keras.KerasTensor([shape[p] for p in self.perm], dtype=x.dtype)
 
 
 @register
