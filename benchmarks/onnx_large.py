@@ -14,23 +14,9 @@ import time
 
 
 def build(gib):
-    import keras
-    import numpy as np
+    from frozen_mlp import frozen_mlp
 
-    from mwconv.layers import MixedDense
-
-    width = 8192
-    layers = max(1, int(gib * (1 << 30) // (width * width * 4)) + 1)
-    inp = keras.Input((width,), name="x")
-    h = inp
-    for i in range(layers):
-        h = MixedDense(width, activation="tanh", frozen=["kernel", "bias"], name=f"base_{i}")(h)
-    out = keras.layers.Dense(16, name="head")(h)
-    model = keras.Model(inp, out)
-    rng = np.random.default_rng(0)
-    for v in model.weights:
-        v.assign((rng.standard_normal(v.shape, dtype=np.float32) * (1.0 / np.sqrt(width))).astype("float32"))
-    return model
+    return frozen_mlp(gib * (1 << 30), 8192)
 
 
 def main():

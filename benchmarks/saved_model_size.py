@@ -16,23 +16,9 @@ import time
 
 
 def build(mib):
-    import keras
-    import numpy as np
+    from frozen_mlp import frozen_mlp
 
-    from mwconv.layers import MixedDense
-
-    width = 2048
-    layers = max(1, (mib << 20) // (width * width * 4))
-    inp = keras.Input((width,), name="x")
-    h = inp
-    for i in range(layers):
-        h = MixedDense(width, activation="relu", frozen=["kernel", "bias"], name=f"base_{i}")(h)
-    out = keras.layers.Dense(10, name="head")(h)
-    model = keras.Model(inp, out)
-    rng = np.random.default_rng(0)
-    for v in model.weights:
-        v.assign(rng.standard_normal(v.shape).astype("float32") * 0.01)
-    return model
+    return frozen_mlp(mib << 20, 2048, "relu")
 
 
 def size(path):
