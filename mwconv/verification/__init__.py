@@ -219,7 +219,6 @@ def run_source(path, inputs):
     from mwconv.sources import open_source
     with open_source(path) as src:
         fmt, arch = src.format, src.has_architecture
-        meta = src.metadata()
     if fmt == "onnx":
         import onnxruntime as ort
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
