@@ -38,6 +38,8 @@ def test_tf_keras_full_model_imports_without_model(samples, tmp_path):
     assert np.abs(got - io["output:head"]).max() <= 1e-6
     assert model.trainable_weights == []
     assert type(model.get_layer("fc1")).__module__ == "mwconv.layers.mixed"
+    # the rebuild runs zeros initializers for imported weights, then puts the user's back
+    assert model.get_layer("fc1").get_config()["kernel_initializer"]["class_name"] == "GlorotUniform"
 
 
 def test_train_glob_keeps_imported_weights_trainable(samples, tmp_path):

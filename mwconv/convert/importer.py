@@ -9,6 +9,8 @@ weights of mixed layers, with a strict report of what went where.
 
 import dataclasses
 import fnmatch
+import gc
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -38,6 +40,17 @@ class ImportReport:
     @property
     def ok(self):
         return not (self.missing or self.unused or self.mismatched)
+
+
+def _release_memory():
+    """Free the dropped model now and hand its pages back (glibc keeps freed
+    blocks in per-thread arenas that the next model's allocations may not reuse)."""
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps them, nothing breaks
+        pass
 
 
 def _auto_layout(source):
@@ -154,7 +167,7 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
             matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
         usage = _onnx_usage(src)
 
-        plan, mismatched = [], []
+        plan, mismatched, m = [], [], None
         for m in matches:
             info = src.info(m.source)
             transform = _transform(m, chosen, usage)
@@ -163,45 +176,63 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
                 mismatched.append({"target": m.target.path, "source": m.source, "source_shape": list(info.shape),
                                    "transformed_shape": None if shape is None else list(shape),
                                    "target_shape": list(m.target.shape), "transform": transform})
-            plan.append((m, transform))
-        imported = {m.target.path for m, _ in plan}
+            plan.append((m.target.path, m.target.shape, m.source, m.how, transform))
+        imported = {p[0] for p in plan}
         missing = [t.path for t in targets if t.path not in imported]
         frozen = _freeze_plan(targets, imported, freeze, train)
         report = ImportReport(src.path, src.format, chosen, [], missing, unused, ignored, mismatched)
         provenance = report.provenance
         _raise_if_strict(report, allow_missing, allow_unused)
 
-        from mwconv.convert.mixing import convert_to_mixed
-        result = convert_to_mixed(target_model, frozen)
+        from mwconv.convert.mixing import check_same_paths, mixed_config, model_from_config, restore_initializers
+        from mwconv.manifest import sha256_file
+        hasher = ThreadPoolExecutor(max_workers=1)   # the source's sha256, beside the injection
+        source_sha = hasher.submit(sha256_file, src.path) if src.format != "saved_model" else None
+        config, initializers = mixed_config(target_model, frozen, overwritten=imported)
+        kept = {v.path: np.array(v.numpy()) for v in target_model.weights if v.path not in imported}
+        paths = [v.path for v in target_model.weights]
+        owned = not isinstance(model, keras.Model)
+        # drop every reference to the target model we own, so its weights are freed before the
+        # converted model allocates its own: the weights exist once at a time
+        del targets, matches, m  # (m: the planning loop's last match, which reaches every layer)
+        if owned:
+            target_model = None
+            if src.format == "keras":
+                src.model = None
+            _release_memory()
+        result = model_from_config(config)
+        restore_initializers(result, initializers)
+        check_same_paths(paths, result)
         variables = {v.path: v for v in result.weights}
+        for path, value in kept.items():
+            variables[path].assign(value)
         owners = {v.path: layer for layer in result.layers for v in layer.weights}
-        for m, transform in plan:
-            var = variables[m.target.path]
-            value = src.get_tensor(m.source)
+        for path, target_shape, source_name, how, transform in plan:
+            var = variables[path]
+            value = src.get_tensor(source_name)
             if not allow_nonfinite:
-                layouts.check_finite(value, src.path, m.source)
-            value = layouts.apply(transform, value, m.target.shape)
-            value = layouts.cast_checked(value, var.dtype, src.path, m.source)
-            layer = owners[m.target.path]
+                layouts.check_finite(value, src.path, source_name)
+            value = layouts.apply(transform, value, target_shape)
+            value = layouts.cast_checked(value, var.dtype, src.path, source_name)
+            layer = owners[path]
             if isinstance(layer, KernelVariantsMixin) and var is layer._base_variable():
                 layer.assign_pretrained(value)
             else:
                 var.assign(value)
-            provenance[m.target.path] = {"source_file": src.path, "tensor": m.source, "transform": transform,
-                                         "match": m.how}
-        if provenance:
-            from mwconv.manifest import sha256_file
-            source_sha = sha256_file(src.path) if src.format != "saved_model" else None
-            for p in provenance.values():
-                p["source_sha256"] = source_sha
+            del value
+            provenance[path] = {"source_file": src.path, "tensor": source_name, "transform": transform,
+                                "match": how}
+        digest = source_sha.result() if source_sha is not None else None
+        hasher.shutdown()
+        for p in provenance.values():
+            p["source_sha256"] = digest
 
     trainable_ids = {id(v) for v in result.trainable_weights}
-    by_target = {m.target.path: (m, t) for m, t in plan}
+    by_target = {p[0]: p for p in plan}
     for v in result.weights:
-        m, transform = by_target.get(v.path, (None, None))
-        report.weights.append({"target": v.path, "source": m.source if m else None, "match": m.how if m else None,
-                               "transform": transform, "shape": list(v.shape), "dtype": v.dtype,
-                               "trainable": id(v) in trainable_ids})
+        _, _, source_name, how, transform = by_target.get(v.path, (None, None, None, None, None))
+        report.weights.append({"target": v.path, "source": source_name, "match": how, "transform": transform,
+                               "shape": list(v.shape), "dtype": v.dtype, "trainable": id(v) in trainable_ids})
     return result, report
 
 
