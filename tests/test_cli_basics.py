@@ -21,7 +21,7 @@ print("HEAVY=" + ",".join(loaded), file=sys.stderr)
 """ % (HEAVY,)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["--version"], ["inspect", "--help"], ["fixtures", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["inspect", "--help"], ["fixtures", "--help"], ["import", "--help"], ["export", "--help"], ["verify", "--help"], ["run", "--help"]])
 def test_help_and_version_import_no_framework(args):
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, timeout=60)
     heavy = [line for line in proc.stderr.splitlines() if line.startswith("HEAVY=")]
@@ -34,7 +34,7 @@ def test_version():
     assert code == 0 and out.strip() == f"mwconv, version {mwconv.__version__}"
 
 
-@pytest.mark.parametrize("command", ["inspect", "fixtures"])
+@pytest.mark.parametrize("command", ["inspect", "fixtures", "import", "export", "verify", "run"])
 def test_every_command_help_has_examples_and_exit_codes(command):
     code, out, _ = run_cli(command, "--help")
     assert code == 0
