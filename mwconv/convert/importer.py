@@ -10,7 +10,6 @@ weights of mixed layers, with a strict report of what went where.
 import dataclasses
 import fnmatch
 import gc
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -140,24 +139,84 @@ def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), 
     return result, report
 
 
+def _target(src, model, channels_last, keras):
+    """(target model, owned by us?, graph plan or None, constants used as attributes)."""
+    if model is None and src.format == "onnx":
+        from mwconv.convert.onnx_graph import build_from_onnx
+        built, graph_plan, constants = build_from_onnx(src, channels_last)
+        return built, True, graph_plan, constants
+    if model is None:
+        return model_from_source(src), True, None, ()
+    if isinstance(model, keras.Model):
+        return model, False, None, ()
+    return load_model_spec(str(model)), True, None, ()
+
+
+def _plan(src, matches, layout, usage):
+    """[(target path, target shape, source tensor, how matched, transform)], and the shape mismatches."""
+    plan, mismatched = [], []
+    for m in matches:
+        info = src.info(m.source)
+        transform = _transform(m, layout, usage)
+        shape = _planned_shape(transform, info.shape, m.target.shape)
+        if shape != m.target.shape:
+            mismatched.append({"target": m.target.path, "source": m.source, "source_shape": list(info.shape),
+                               "transformed_shape": None if shape is None else list(shape),
+                               "target_shape": list(m.target.shape), "transform": transform})
+        plan.append((m.target.path, m.target.shape, m.source, m.how, transform))
+    return plan, mismatched
+
+
+class _SourceDigest:
+    """The source file's sha256, computed on a daemon thread beside the injection."""
+
+    def __init__(self, src):
+        import threading
+
+        from mwconv.manifest import sha256_file
+        self.value = None
+        if src.format == "saved_model":
+            self.thread = None
+            return
+        self.thread = threading.Thread(target=lambda: setattr(self, "value", sha256_file(src.path)), daemon=True)
+        self.thread.start()
+
+    def result(self):
+        if self.thread is not None:
+            self.thread.join()
+        return self.value
+
+
+def _inject(result, src, plan, allow_nonfinite, provenance):
+    """Read, check, transform and assign each planned tensor, one at a time."""
+    from mwconv.layers import KernelVariantsMixin
+
+    variables = {v.path: v for v in result.weights}
+    owners = {v.path: layer for layer in result.layers for v in layer.weights}
+    for path, target_shape, source_name, how, transform in plan:
+        var = variables[path]
+        value = src.get_tensor(source_name)
+        if not allow_nonfinite:
+            layouts.check_finite(value, src.path, source_name)
+        value = layouts.apply(transform, value, target_shape)
+        value = layouts.cast_checked(value, var.dtype, src.path, source_name)
+        layer = owners[path]
+        if isinstance(layer, KernelVariantsMixin) and var is layer._base_variable():
+            layer.assign_pretrained(value)
+        else:
+            var.assign(value)
+        provenance[path] = {"source_file": src.path, "tensor": source_name, "transform": transform, "match": how}
+
+
 def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite,
             channels_last=False):
+    from mwconv.convert.mixing import check_same_paths, mixed_config, model_from_config, restore_initializers
     from mwconv.convert.target import _keras
     keras = _keras()
-    from mwconv.layers import KernelVariantsMixin
 
     rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
     with open_source(source) as src:
-        graph_plan = None
-        if model is None and src.format == "onnx":
-            from mwconv.convert.onnx_graph import build_from_onnx
-            target_model, graph_plan, attribute_constants = build_from_onnx(src, channels_last)
-        elif model is None:
-            target_model = model_from_source(src)
-        elif isinstance(model, keras.Model):
-            target_model = model
-        else:
-            target_model = load_model_spec(str(model))
+        target_model, owned, graph_plan, attribute_constants = _target(src, model, channels_last, keras)
         chosen = _auto_layout(src) if layout == "auto" else layout
         layouts.transform_for(chosen, "", "")  # validates the name
         targets = catalogue(target_model)
@@ -165,36 +224,20 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
             matches, unused, ignored = _graph_matches(src, targets, graph_plan, attribute_constants)
         else:
             matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
-        usage = _onnx_usage(src)
-
-        plan, mismatched, m = [], [], None
-        for m in matches:
-            info = src.info(m.source)
-            transform = _transform(m, chosen, usage)
-            shape = _planned_shape(transform, info.shape, m.target.shape)
-            if shape != m.target.shape:
-                mismatched.append({"target": m.target.path, "source": m.source, "source_shape": list(info.shape),
-                                   "transformed_shape": None if shape is None else list(shape),
-                                   "target_shape": list(m.target.shape), "transform": transform})
-            plan.append((m.target.path, m.target.shape, m.source, m.how, transform))
+        plan, mismatched = _plan(src, matches, chosen, _onnx_usage(src))
         imported = {p[0] for p in plan}
-        missing = [t.path for t in targets if t.path not in imported]
-        frozen = _freeze_plan(targets, imported, freeze, train)
-        report = ImportReport(src.path, src.format, chosen, [], missing, unused, ignored, mismatched)
-        provenance = report.provenance
+        report = ImportReport(src.path, src.format, chosen, [], [t.path for t in targets if t.path not in imported],
+                              unused, ignored, mismatched)
         _raise_if_strict(report, allow_missing, allow_unused)
+        frozen = _freeze_plan(targets, imported, freeze, train)
 
-        from mwconv.convert.mixing import check_same_paths, mixed_config, model_from_config, restore_initializers
-        from mwconv.manifest import sha256_file
-        hasher = ThreadPoolExecutor(max_workers=1)   # the source's sha256, beside the injection
-        source_sha = hasher.submit(sha256_file, src.path) if src.format != "saved_model" else None
+        digest = _SourceDigest(src)
         config, initializers = mixed_config(target_model, frozen, overwritten=imported)
         kept = {v.path: np.array(v.numpy()) for v in target_model.weights if v.path not in imported}
         paths = [v.path for v in target_model.weights]
-        owned = not isinstance(model, keras.Model)
-        # drop every reference to the target model we own, so its weights are freed before the
+        # drop every reference to a target model we own, so its weights are freed before the
         # converted model allocates its own: the weights exist once at a time
-        del targets, matches, m  # (m: the planning loop's last match, which reaches every layer)
+        del targets, matches
         if owned:
             target_model = None
             if src.format == "keras":
@@ -203,29 +246,12 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
         result = model_from_config(config)
         restore_initializers(result, initializers)
         check_same_paths(paths, result)
-        variables = {v.path: v for v in result.weights}
-        for path, value in kept.items():
-            variables[path].assign(value)
-        owners = {v.path: layer for layer in result.layers for v in layer.weights}
-        for path, target_shape, source_name, how, transform in plan:
-            var = variables[path]
-            value = src.get_tensor(source_name)
-            if not allow_nonfinite:
-                layouts.check_finite(value, src.path, source_name)
-            value = layouts.apply(transform, value, target_shape)
-            value = layouts.cast_checked(value, var.dtype, src.path, source_name)
-            layer = owners[path]
-            if isinstance(layer, KernelVariantsMixin) and var is layer._base_variable():
-                layer.assign_pretrained(value)
-            else:
-                var.assign(value)
-            del value
-            provenance[path] = {"source_file": src.path, "tensor": source_name, "transform": transform,
-                                "match": how}
-        digest = source_sha.result() if source_sha is not None else None
-        hasher.shutdown()
-        for p in provenance.values():
-            p["source_sha256"] = digest
+        by_path = {v.path: v for v in result.weights}
+        for path, value in kept.items():  # weights the source does not fill keep the target's values
+            by_path[path].assign(value)
+        _inject(result, src, plan, allow_nonfinite, report.provenance)
+        for p in report.provenance.values():
+            p["source_sha256"] = digest.result()
 
     trainable_ids = {id(v) for v in result.trainable_weights}
     by_target = {p[0]: p for p in plan}
