@@ -1,23 +1,34 @@
 from setuptools import find_packages, setup
 
+# Compatible ranges here; the exact versions CI and scripts/venv.sh test with
+# live in constraints.txt (pip install -c constraints.txt -e .).
 setup(
     name="mwconv",
     version="0.1.0",
     description="Bring pretrained weights into Keras 3 models with frozen and trainable parts, "
                 "export them, and prove the export kept the partition and the numbers.",
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.10,<3.14",
     packages=find_packages(include=["mwconv", "mwconv.*"]),
     install_requires=[
-        "tensorflow==2.21.0",
-        "keras==3.15.1",
-        "tf-keras==2.21.0",
-        "h5py==3.14.0",
-        "numpy==2.4.6",
-        "onnx==1.23.2",
-        "onnxruntime==1.32.0",
-        "tf2onnx==1.17.0",
-        "click==8.5.1",
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.8,<4",
+        "tf-keras>=2.16,<2.22",
+        "h5py>=3.10,<4",
+        "numpy>=1.26,<3",
+        "onnx>=1.16,<2",
+        "onnxruntime>=1.18,<2",
+        "tf2onnx>=1.16,<2",
+        "click>=8.1,<9",
+        "safetensors>=0.4,<1",
+        "tqdm>=4.60,<5",
+        "tomli>=2.0; python_version < '3.11'",
     ],
-    extras_require={"test": ["pytest==9.2.0", "jsonschema==4.26.0"]},
+    extras_require={
+        "test": ["pytest>=8", "jsonschema>=4.18", "jax>=0.4.30"],   # jax: the no-TensorFlow backend tests
+        # CUDA builds for the device check (Linux x86-64). onnxruntime-gpu provides the same
+        # 'onnxruntime' module as the CPU wheel: see the README's GPU section.
+        "gpu": ["tensorflow[and-cuda]>=2.16,<2.22; sys_platform == 'linux'",
+                "onnxruntime-gpu>=1.18,<2; sys_platform == 'linux' and platform_machine == 'x86_64'"],
+    },
     entry_points={"console_scripts": ["mwconv=mwconv.cli:main"]},
 )

@@ -8,6 +8,7 @@ function that needs them is called.
 __version__ = "0.1.0"
 
 _LAZY = {
+    "load_model": "mwconv.loading",
     "open_source": "mwconv.sources",
     "detect_format": "mwconv.sources",
     "inspect_source": "mwconv.inspect",

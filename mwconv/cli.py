@@ -2,6 +2,7 @@
 typed errors to exit codes. Heavy frameworks are imported inside commands."""
 
 import json
+import os
 import sys
 import traceback
 
@@ -9,6 +10,7 @@ import click
 
 from mwconv import __version__
 from mwconv.errors import EXIT_CODES, MwconvError
+from mwconv.formats.names import EXPORT_FORMATS
 
 EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
@@ -56,9 +58,10 @@ def _setup(ctx, as_json, verbose):
     opts = ctx.find_root().obj
     opts["json"] = opts.get("json") or as_json
     opts["verbose"] = opts.get("verbose") or verbose
-    from mwconv import _quiet
+    from mwconv import _quiet, progress
     _quiet.VERBOSE = opts["verbose"]
     _quiet.quiet_tensorflow()
+    progress.ENABLED = not opts["json"] and sys.stderr.isatty()
     return opts
 
 
@@ -68,12 +71,14 @@ def _setup(ctx, as_json, verbose):
 @click.option("-v", "--verbose", is_flag=True, help="More detail; framework logs and tracebacks.")
 @click.pass_context
 def main(ctx, as_json, verbose):
-    """Bring pretrained weights (HDF5, NumPy, ONNX) into Keras 3 models with
+    """Bring pretrained weights (HDF5, NumPy, ONNX, safetensors) into Keras 3 models with
     frozen and trainable parts, export them, and prove the export kept the
     frozen/trainable partition and the numbers.
 
     \b
     Examples:
+      mwconv import weights.h5                      # -> weights.keras
+      mwconv export --format saved_model            # -> weights_saved_model/
       mwconv fixtures samples/
       mwconv inspect samples/tfkeras2_full.h5 --hash
       mwconv import samples/tfkeras2_full.h5 --train 'head/*' -o model.keras
@@ -161,7 +166,8 @@ def _format_import(report, out):
 
 @main.command("import", epilog=EXIT_HELP)
 @click.argument("source", type=click.Path())
-@click.option("-o", "--output", required=True, type=click.Path(), help="The .keras file to write.")
+@click.option("-o", "--output", type=click.Path(), help="The .keras file to write. Default: "
+              "<source stem>.keras in the current folder.")
 @click.option("--model", "model_spec", help="Target model: a .keras file, module:function or file.py:function "
               "returning a Keras model. Default: the source's own architecture.")
 @click.option("--map", "rules", type=click.Path(), help="Name-mapping rules file (see README).")
@@ -192,22 +198,34 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
 
     \b
     Examples:
+      mwconv import weights.h5                     # writes weights.keras here
       mwconv import tf2_model.h5 -o model.keras
       mwconv import model.onnx -o model.keras      # rebuilt from the ONNX graph
       mwconv import state_dict.npz --model net.py:build --layout torch --map rules.txt -o model.keras
       mwconv import weights.h5 --model net.keras --train 'head/*' --allow-missing -o model.keras
     """
     opts = _setup(ctx, as_json, verbose)
+    from mwconv import workspace
     from mwconv.convert.importer import import_weights
 
+    if output is None:
+        output = workspace.default_import_output(source)
+        _say(opts, f"no -o given: writing {os.path.relpath(output)}")
     _, report = import_weights(source, model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
                                allow_missing=allow_missing, allow_unused=allow_unused,
                                allow_nonfinite=allow_nonfinite, output=output, force=force,
                                channels_last=channels_last)
+    workspace.record_import(output, source)
     if opts["json"]:
         click.echo(json.dumps({"ok": True, "output": output, **report.to_dict()}, indent=2, default=str))
     else:
         click.echo(_format_import(report, output))
+
+
+def _say(opts, text):
+    """One informational line on stderr (none under --json)."""
+    if not opts["json"]:
+        click.echo(f"mwconv: {text}", err=True)
 
 
 def _progress(opts):
@@ -217,10 +235,10 @@ def _progress(opts):
 
 
 @main.command(epilog=EXIT_HELP)
-@click.argument("model", type=click.Path())
-@click.option("--format", "fmt", required=True, type=click.Choice(["saved_model", "keras", "weights_h5", "onnx"]),
-              help="Artifact format.")
-@click.option("-o", "--output", required=True, type=click.Path(), help="Where to write the artifact.")
+@click.argument("model", required=False, type=click.Path())
+@click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Artifact format.")
+@click.option("-o", "--output", type=click.Path(), help="Where to write the artifact. Default: "
+              "<model stem>_<format> (plus the format's suffix) in the current folder.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the partition and outputs checks after writing.")
 @click.option("--opset", default=17, show_default=True, help="ONNX opset (--format onnx).")
@@ -228,23 +246,35 @@ def _progress(opts):
 @_common
 @click.pass_context
 def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, verbose):
-    """Export MODEL (a .keras file, usually from `mwconv import`) as a
-    TensorFlow SavedModel (serving_default signature, polymorphic batch, every
-    weight stored once with its trainable flag), a .keras file, a Keras 3
-    .weights.h5, or ONNX (via tf2onnx; external data beyond 2 GiB). The
+    """Export MODEL (a .keras file; default: the one the last `mwconv import`
+    in this folder wrote) as a TensorFlow SavedModel (serving_default
+    signature, polymorphic batch, every weight stored once with its trainable
+    flag), a .keras file, a Keras 3 .weights.h5, ONNX (via tf2onnx; external
+    data beyond 2 GiB) or safetensors (weights by Keras path). The
     manifest travels inside every artifact. Written atomically; verified
     (partition and outputs) unless --no-verify: a failed check exits 1 and
     leaves the artifact for inspection.
 
     \b
     Examples:
+      mwconv export --format saved_model               # the last import, to <stem>_saved_model/
       mwconv export model.keras --format saved_model -o serving/
       mwconv export model.keras --format onnx --opset 17 -o model.onnx
       mwconv export model.keras --format weights_h5 -o model.weights.h5 --force
     """
     opts = _setup(ctx, as_json, verbose)
     opts["quiet"] = quiet
+    from mwconv import progress, workspace
     from mwconv.convert.exporter import export as run_export
+
+    progress.ENABLED = progress.ENABLED and not quiet
+
+    if model is None:
+        model = workspace.last_import()
+        _say(opts, f"exporting {os.path.relpath(model)} (written by the last `mwconv import` in this folder)")
+    if output is None:
+        output = workspace.default_export_output(model, fmt)
+        _say(opts, f"no -o given: writing {os.path.relpath(output)}")
 
     result = run_export(model, fmt, output, force=force, verify=not no_verify, opset=opset,
                         progress=_progress(opts))

@@ -1,6 +1,17 @@
 """``mwconv inspect``: what a weight source holds, as a JSON-able report."""
 
+from mwconv import progress
 from mwconv.sources import open_source
+
+
+def _row(src, name, partition, with_hash):
+    info = src.info(name)
+    row = {"name": name, "shape": list(info.shape), "dtype": info.dtype, "bytes": info.nbytes}
+    if partition is not None:
+        row["trainable"] = partition.get(name)
+    if with_hash:
+        row["sha256"] = src.sha256(name)
+    return row
 
 
 def inspect_source(path, with_hash=False):
@@ -12,14 +23,11 @@ def inspect_source(path, with_hash=False):
     with open_source(path) as src:
         partition = src.partition()
         tensors = []
-        for name in src.keys():
-            info = src.info(name)
-            row = {"name": name, "shape": list(info.shape), "dtype": info.dtype, "bytes": info.nbytes}
-            if partition is not None:
-                row["trainable"] = partition.get(name)
-            if with_hash:
-                row["sha256"] = src.sha256(name)
-            tensors.append(row)
+        total = sum(src.info(n).nbytes for n in src.keys()) if with_hash else 0
+        with progress.tensor_bar(f"hashing {len(src.keys())} tensors", total) as bar:
+            for name in src.keys():
+                tensors.append(_row(src, name, partition, with_hash))
+                bar.update(src.info(name).nbytes if with_hash else 0)
         report = {
             "path": src.path,
             "format": src.format,

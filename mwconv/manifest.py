@@ -49,9 +49,16 @@ def build_manifest(model, provenance=None):
                 "trainable": id(v) in trainable, "sha256": sha256_array(value),
                 "provenance": (provenance or {}).get(v.path)}
 
+    from mwconv import progress
+
+    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in model.weights)
     # hashlib releases the GIL: large models hash on every core
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        weights = list(pool.map(entry, model.weights))
+    with progress.tensor_bar(f"hashing {len(model.weights)} weights", total) as bar, \
+            ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        weights = []
+        for item in pool.map(entry, model.weights):
+            weights.append(item)
+            bar.update(int(np.prod(item["shape"], dtype=np.int64)) * np.dtype(item["dtype"]).itemsize)
     return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name, "weights": weights}
 
 

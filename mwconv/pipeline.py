@@ -8,7 +8,11 @@ a TOML file. Relative paths resolve against the pipeline file.
 import dataclasses
 import os
 import re
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 from mwconv.errors import MwconvError, UsageError
 

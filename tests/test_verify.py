@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mwconv.verification import device_check, verify
-from tests.helpers import run_cli
+from tests.helpers import run_cli, run_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FORMATS = ["saved_model", "keras", "weights_h5", "onnx"]
@@ -174,6 +174,11 @@ class ArticleFixedBiasLinear(keras.layers.Layer):
         return config
 
 
+UNTRACKED = ("layer 'fixed' holds 'bias', a tensorflow.ResourceVariable that Keras does not track (in the {}): it "
+             "is never saved, and a reloaded model gets whatever the layer's constructor makes; create it with "
+             "self.add_weight(...) in build() so that 'bias' is saved and restored")
+
+
 def test_article_fixed_bias_linear_fails_and_names_the_cause(tmp_path):
     inp = keras.Input((4,), name="x")
     model = keras.Model(inp, ArticleFixedBiasLinear(units=3, bias_value=0.1, name="fixed")(inp))
@@ -181,11 +186,24 @@ def test_article_fixed_bias_linear_fails_and_names_the_cause(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "article.keras")
     assert float(reloaded.get_layer("fixed").bias.numpy()) == 0.5  # the bug, as the article's readers meet it
     report = verify(tmp_path / "article.keras", model)
-    assert not report.ok and report.check("outputs").status == "fail"
-    problems = report.check("outputs").problems
-    assert problems[0].startswith("output 'fixed': max abs error 0.4")
-    assert any("layer 'fixed' holds 'bias'" in p and "Keras does not track" in p for p in problems)
-    assert any("layer 'fixed' holds 'bias', a tensorflow.ResourceVariable" in w for w in report.warnings)
+    assert not report.ok
+    partition, outputs = report.check("partition"), report.check("outputs")
+    assert partition.status == "fail" and partition.problems == [UNTRACKED.format("reference")]
+    assert "1 unnamed weights (add_weight without a name) paired by position" in partition.message
+    assert outputs.status == "fail" and outputs.problems[0].startswith("output 'fixed': max abs error 0.4")
+    assert outputs.problems[1] == "likely cause: " + UNTRACKED.format("reference")
+
+
+def test_article_layer_fails_against_a_file_reference_too(tmp_path):
+    """Reloaded on both sides, the outputs agree (both 0.5): the partition check is what catches it."""
+    inp = keras.Input((4,), name="x")
+    keras.Model(inp, ArticleFixedBiasLinear(units=3, bias_value=0.1, name="fixed")(inp)).save(tmp_path / "a.keras")
+    code, doc, _ = run_json("verify", tmp_path / "a.keras", "--reference", tmp_path / "a.keras")
+    assert code == 1 and doc["ok"] is False
+    checks = {c["name"]: c for c in doc["checks"]}
+    assert checks["outputs"]["status"] == "pass"
+    assert checks["partition"]["status"] == "fail"
+    assert checks["partition"]["problems"] == [UNTRACKED.format("reference")]
 
 
 def test_mwconv_fixed_bias_linear_passes_where_the_article_fails(tmp_path):

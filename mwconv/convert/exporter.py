@@ -1,4 +1,4 @@
-"""``mwconv export``: SavedModel, ``.keras``, Keras 3 ``.weights.h5`` and ONNX,
+"""``mwconv export``: SavedModel, ``.keras``, Keras 3 ``.weights.h5``, ONNX and safetensors,
 each carrying the manifest, written atomically, verified unless asked not to.
 
 >>> result = export("model.keras", "saved_model", "serving/")   # doctest: +SKIP
@@ -13,10 +13,10 @@ import h5py
 import numpy as np
 
 from mwconv.errors import UsageError
+from mwconv.formats.names import EXPORT_FORMATS as FORMATS
+from mwconv.formats.names import EXPORT_SUFFIXES
 from mwconv.manifest import build_manifest, dumps
 from mwconv.outputs import atomic_output, check_target
-
-FORMATS = ("saved_model", "keras", "weights_h5", "onnx")
 ONNX_EXTERNAL_THRESHOLD = 1536 << 20   # weights above this go to external data (protobuf stops at 2 GiB)
 DEFAULT_OPSET = 17
 
@@ -121,6 +121,23 @@ def write_weights_h5(model, staged, manifest):
         f.attrs["mwconv_manifest"] = dumps(manifest)
 
 
+# -- safetensors --------------------------------------------------------------------
+def write_safetensors(model, staged, manifest):
+    """Every weight under its Keras path, in Keras layout, streamed one at a time;
+    the manifest (with the trainable flags) in the header's ``__metadata__``."""
+    from mwconv import progress
+    from mwconv.formats import safetensors as st
+    from mwconv.verification import modelio
+
+    keras = modelio._keras()
+    tensors = [(v.path, tuple(v.shape), np.dtype(st.numpy_dtype(v.dtype)).name,
+                lambda v=v: keras.ops.convert_to_numpy(v.value)) for v in model.weights]
+    total = sum(int(np.prod(shape, dtype=np.int64)) * st.numpy_dtype(dtype).itemsize for _, shape, dtype, _ in tensors)
+    metadata = {"mwconv_manifest": json.dumps(manifest), "format": "keras", "layout": "keras"}
+    with progress.tensor_bar("writing safetensors", total) as bar:
+        st.write(staged, tensors, metadata, on_tensor=lambda name, n: bar.update(n))
+
+
 # -- ONNX ------------------------------------------------------------------------------
 def _unsupported_ops(proto):
     import onnx
@@ -181,8 +198,11 @@ def _attach_external(proto, weights, model_path, data_path, data_name):
     inputs = [i for i in proto.graph.input if i.name not in weights]
     del proto.graph.input[:]
     proto.graph.input.extend(inputs)
+    from mwconv import progress
+
     offset = 0
-    with open(data_path, "wb") as f:
+    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in weights.values())
+    with open(data_path, "wb") as f, progress.tensor_bar("writing ONNX external data", total) as bar:
         for name, variable in weights.items():
             value = np.ascontiguousarray(variable.numpy())
             value = value.astype(value.dtype.newbyteorder("<"), copy=False)
@@ -200,6 +220,7 @@ def _attach_external(proto, weights, model_path, data_path, data_name):
                 e.key, e.value = k, v
             offset += value.nbytes
             rename[name] = variable.path
+            bar.update(value.nbytes)
     for node in proto.graph.node:
         for i, name in enumerate(node.input):
             if name in rename:
@@ -244,7 +265,7 @@ def export(model, fmt, out, *, force=False, verify=True, opset=DEFAULT_OPSET, pr
     """Write ``model`` (a .keras path or Keras model) as ``fmt`` to ``out``; verify it unless told not to."""
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}. Received: {fmt!r}")
-    suffix = {"keras": ".keras", "weights_h5": ".weights.h5", "onnx": ".onnx"}.get(fmt)
+    suffix = EXPORT_SUFFIXES[fmt]
     if suffix and not str(out).endswith(suffix):
         raise UsageError(f"a {fmt} artifact must end with {suffix}", path=out)
     check_target(out, force)
@@ -263,6 +284,9 @@ def export(model, fmt, out, *, force=False, verify=True, opset=DEFAULT_OPSET, pr
     elif fmt == "weights_h5":
         with atomic_output(out, force=force) as staged:
             write_weights_h5(keras_model, staged, manifest)
+    elif fmt == "safetensors":
+        with atomic_output(out, force=force) as staged:
+            write_safetensors(keras_model, staged, manifest)
     else:
         write_onnx(keras_model, out, manifest, opset, force, progress)
     size = _tree_size(out) + (_tree_size(str(out) + ".data") if fmt == "onnx" and os.path.exists(str(out) + ".data")

@@ -52,14 +52,6 @@ def _release_memory():
         pass
 
 
-def _auto_layout(source):
-    if source.format == "onnx":
-        return "onnx"
-    if source.format in ("npz", "npy"):
-        return "torch"
-    return "keras"
-
-
 def _onnx_usage(source):
     """initializer name -> (op_type, attributes) of the node that consumes it as a weight."""
     usage = {}
@@ -189,23 +181,31 @@ class _SourceDigest:
 
 def _inject(result, src, plan, allow_nonfinite, provenance):
     """Read, check, transform and assign each planned tensor, one at a time."""
-    from mwconv.layers import KernelVariantsMixin
+    from mwconv import progress
 
     variables = {v.path: v for v in result.weights}
     owners = {v.path: layer for layer in result.layers for v in layer.weights}
-    for path, target_shape, source_name, how, transform in plan:
-        var = variables[path]
-        value = src.get_tensor(source_name)
-        if not allow_nonfinite:
-            layouts.check_finite(value, src.path, source_name)
-        value = layouts.apply(transform, value, target_shape)
-        value = layouts.cast_checked(value, var.dtype, src.path, source_name)
-        layer = owners[path]
-        if isinstance(layer, KernelVariantsMixin) and var is layer._base_variable():
-            layer.assign_pretrained(value)
-        else:
-            var.assign(value)
-        provenance[path] = {"source_file": src.path, "tensor": source_name, "transform": transform, "match": how}
+    total = sum(src.info(p[2]).nbytes for p in plan)
+    with progress.tensor_bar(f"importing {len(plan)} tensors", total) as bar:
+        for path, target_shape, source_name, how, transform in plan:
+            value = src.get_tensor(source_name)
+            if not allow_nonfinite:
+                layouts.check_finite(value, src.path, source_name)
+            value = layouts.apply(transform, value, target_shape)
+            _assign(owners[path], variables[path], layouts.cast_checked(value, variables[path].dtype, src.path,
+                                                                          source_name))
+            provenance[path] = {"source_file": src.path, "tensor": source_name, "transform": transform,
+                                "match": how}
+            bar.update(src.info(source_name).nbytes)
+
+
+def _assign(layer, var, value):
+    from mwconv.layers import KernelVariantsMixin
+
+    if isinstance(layer, KernelVariantsMixin) and var is layer._base_variable():
+        layer.assign_pretrained(value)
+    else:
+        var.assign(value)
 
 
 def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite,
@@ -217,7 +217,7 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
     rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
     with open_source(source) as src:
         target_model, owned, graph_plan, attribute_constants = _target(src, model, channels_last, keras)
-        chosen = _auto_layout(src) if layout == "auto" else layout
+        chosen = src.default_layout if layout == "auto" else layout
         layouts.transform_for(chosen, "", "")  # validates the name
         targets = catalogue(target_model)
         if graph_plan is not None:

@@ -34,5 +34,8 @@ def open_source(path):
     if fmt == "keras":
         from mwconv.sources.keras_file import KerasSource
         return KerasSource(path)
+    if fmt == "safetensors":
+        from mwconv.sources.safetensors_file import SafetensorsSource
+        return SafetensorsSource(path)
     from mwconv.sources.saved_model import SavedModelSource
     return SavedModelSource(path)

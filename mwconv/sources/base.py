@@ -11,6 +11,7 @@ reads one tensor on demand, so memory stays near the largest tensor::
 
 import dataclasses
 import hashlib
+import os
 
 import numpy as np
 
@@ -39,6 +40,7 @@ class Source:
 
     format = "unknown"
     has_architecture = False
+    default_layout = "keras"   # how --layout auto reads this source (keras, torch or onnx)
 
     def __init__(self, path):
         self.path = str(path)
@@ -109,3 +111,22 @@ class Source:
             raise InputRejected(
                 f"declares {declared} bytes but only {present_bytes} {what}: refused as a size bomb",
                 path=self.path, tensor=name)
+
+
+def resolve_inside(model_path, location, tensor, what="external data"):
+    """Resolve a file named inside a source (ONNX external data, safetensors shards),
+    refusing anything outside the source's folder: absolute paths, '..', symlinks leaving it."""
+    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location[:3]:
+        raise InputRejected(f"{what} location '{location}' is absolute: refused", path=model_path, tensor=tensor)
+    parts = location.replace("\\", "/").split("/")
+    if ".." in parts:
+        raise InputRejected(f"{what} location '{location}' contains '..': refused", path=model_path, tensor=tensor)
+    base = os.path.realpath(os.path.dirname(os.path.abspath(model_path)))
+    target = os.path.join(base, location)
+    real = os.path.realpath(target)
+    if os.path.commonpath([base, real]) != base:
+        raise InputRejected(f"{what} location '{location}' is a symlink leaving the model folder: refused",
+                            path=model_path, tensor=tensor)
+    if not os.path.isfile(real):
+        raise InputRejected(f"{what} file '{location}' does not exist", path=model_path, tensor=tensor)
+    return real

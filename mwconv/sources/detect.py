@@ -12,13 +12,13 @@ ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")
 # extension -> formats it may hold
 _EXTENSIONS = {
     ".h5": {"hdf5"}, ".hdf5": {"hdf5"}, ".keras": {"keras"}, ".npy": {"npy"},
-    ".npz": {"npz"}, ".onnx": {"onnx"},
+    ".npz": {"npz"}, ".onnx": {"onnx"}, ".safetensors": {"safetensors"}, ".json": {"safetensors"},
 }
 
 FORMAT_NAMES = {
     "hdf5": "HDF5", "npy": "NumPy .npy", "npz": "NumPy .npz", "onnx": "ONNX protobuf",
     "keras": "Keras .keras zip", "saved_model": "TensorFlow SavedModel", "zip": "ZIP archive",
-    "pickle": "Python pickle",
+    "pickle": "Python pickle", "safetensors": "safetensors",
 }
 
 
@@ -28,6 +28,12 @@ def _describe(head):
 
 
 def _sniff_bytes(path, head):
+    from mwconv.formats import safetensors
+
+    if safetensors.looks_like(head, os.path.getsize(path)):
+        return "safetensors"
+    if path.lower().endswith(safetensors.INDEX_SUFFIX) and head.lstrip()[:1] == b"{":
+        return "safetensors"   # a sharded checkpoint's index; the reader checks its weight_map
     if head.startswith(HDF5_MAGIC):
         return "hdf5"
     if head.startswith(NPY_MAGIC):
@@ -57,7 +63,7 @@ def _sniff_zip(path):
 
 
 def detect_format(path):
-    """Return one of hdf5, npy, npz, onnx, keras, saved_model; raise InputRejected otherwise."""
+    """Return one of hdf5, npy, npz, onnx, keras, safetensors, saved_model; raise InputRejected otherwise."""
     path = os.fspath(path)
     if not os.path.lexists(path):
         raise InputRejected("no such file or directory", path=path)
@@ -79,7 +85,7 @@ def detect_format(path):
         raise InputRejected("holds Python pickle data (magic bytes 80 0x), which is never loaded: it can run code", path=path)
     if fmt is None or fmt == "zip":
         what = _describe(head) if fmt is None else "a ZIP archive that is neither .npz nor .keras"
-        raise InputRejected(f"unrecognised format ({what}); supported: HDF5, .npy, .npz, ONNX, .keras, SavedModel", path=path)
+        raise InputRejected(f"unrecognised format ({what}); supported: HDF5, .npy, .npz, ONNX, .keras, safetensors, SavedModel", path=path)
     if expected is not None and fmt not in expected:
         raise InputRejected(
             f"extension '{ext}' says {FORMAT_NAMES[next(iter(expected))]} but the content is "

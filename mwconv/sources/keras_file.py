@@ -33,7 +33,7 @@ def check_keras_zip(path):
     return config, manifest
 
 
-def load_keras_model(path):
+def load_keras_model(path, compile=False):
     """Load a ``.keras`` file in safe mode; expected failures become InputRejected."""
     check_keras_zip(path)
     from mwconv._quiet import import_quietly
@@ -41,7 +41,7 @@ def load_keras_model(path):
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
 
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        return keras.saving.load_model(path, safe_mode=True, compile=compile)
     except ValueError as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():

@@ -30,6 +30,7 @@ def _read_header(fp, path, name):
 
 class NpySource(Source):
     format = "npy"
+    default_layout = "torch"
 
     def __init__(self, path):
         super().__init__(path)
@@ -51,6 +52,7 @@ class NpySource(Source):
 
 class NpzSource(Source):
     format = "npz"
+    default_layout = "torch"
 
     def __init__(self, path):
         super().__init__(path)

@@ -8,31 +8,14 @@ import os
 import numpy as np
 
 from mwconv.errors import InputRejected
-from mwconv.sources.base import Source
+from mwconv.sources.base import Source, resolve_inside
 
 MANIFEST_KEY = "mwconv_manifest"
 
 
-def _safe_external_path(model_path, location, tensor):
-    """Resolve an external-data location, refusing anything outside the model's folder."""
-    if os.path.isabs(location) or location.startswith(("/", "\\")) or ":" in location[:3]:
-        raise InputRejected(f"external data location '{location}' is absolute: refused", path=model_path, tensor=tensor)
-    parts = location.replace("\\", "/").split("/")
-    if ".." in parts:
-        raise InputRejected(f"external data location '{location}' contains '..': refused", path=model_path, tensor=tensor)
-    base = os.path.realpath(os.path.dirname(os.path.abspath(model_path)))
-    target = os.path.join(base, location)
-    real = os.path.realpath(target)
-    if os.path.commonpath([base, real]) != base:
-        raise InputRejected(f"external data location '{location}' is a symlink leaving the model folder: refused",
-                            path=model_path, tensor=tensor)
-    if not os.path.isfile(real):
-        raise InputRejected(f"external data file '{location}' does not exist", path=model_path, tensor=tensor)
-    return real
-
-
 class OnnxSource(Source):
     format = "onnx"
+    default_layout = "onnx"
     has_architecture = True
 
     def __init__(self, path):
@@ -86,7 +69,7 @@ class OnnxSource(Source):
         if t.data_location == onnx.TensorProto.EXTERNAL:
             entries = {e.key: e.value for e in t.external_data}
             location = entries.get("location", "")
-            real = _safe_external_path(self.path, location, name)
+            real = resolve_inside(self.path, location, name)
             offset = int(entries.get("offset", 0))
             length = int(entries.get("length", info.nbytes))
             present = max(0, min(length, os.path.getsize(real) - offset))

@@ -9,6 +9,7 @@ frozen under training; and that every device agrees.
 
 import contextlib
 import os
+import re
 
 import numpy as np
 
@@ -70,7 +71,46 @@ def _ulps(a, b):
 
 
 # -- checks ---------------------------------------------------------------------
-def check_partition(art, ref_entries):
+_AUTO_NAMED = re.compile(r"(.*/)?variable(_\d+)?$")
+
+
+def pair_auto_named(ref_paths, art_paths):
+    """``{reference path: artifact path}`` for weights made by ``add_weight`` without a
+    name: Keras numbers those per session (``layer/variable_3``), so they are paired
+    by position inside their layer, where counts agree."""
+    def groups(paths):
+        out = {}
+        for p in paths:
+            m = _AUTO_NAMED.match(p)
+            if m:
+                out.setdefault(m.group(1) or "", []).append(p)
+        return out
+
+    missing = groups([p for p in ref_paths if p not in art_paths])
+    extra = groups([p for p in art_paths if p not in ref_paths])
+    pairs = {}
+    for layer, refs in missing.items():
+        if len(extra.get(layer, [])) == len(refs):
+            pairs.update(zip(refs, extra[layer]))
+    return pairs
+
+
+def _weight_problems(path, ref, a):
+    if list(a["shape"]) != list(ref["shape"]) or a["dtype"] != ref["dtype"]:
+        return [f"weight '{path}': {a['dtype']}{tuple(a['shape'])} in the artifact, "
+                f"{ref['dtype']}{tuple(ref['shape'])} in the reference"]
+    problems = []
+    if a["trainable"] is not None and a["trainable"] != ref["trainable"]:
+        state = {True: "trainable", False: "frozen"}
+        problems.append(f"weight '{path}' is {state[ref['trainable']]} in the reference but "
+                        f"{state[a['trainable']]} in the artifact")
+    if a["sha256"] != ref["sha256"]:
+        extra = _ulps(a["value"], ref["value"]) if "value" in a and "value" in ref else ""
+        problems.append(f"weight '{path}' value differs from the reference{extra}")
+    return problems
+
+
+def check_partition(art, ref_entries, untracked=()):
     got = _entries_from_artifact(art)
     note = ""
     if got is None:
@@ -78,28 +118,23 @@ def check_partition(art, ref_entries):
             return Check("partition", SKIPPED, f"a {art.kind} artifact without an mwconv manifest names no weights")
         got = _entries_from_manifest(art.manifest)
         note = f"; {art.kind} keeps no trainable flags, compared its embedded manifest"
+    paired = pair_auto_named(list(ref_entries), list(got))
     problems = []
     for path, ref in ref_entries.items():
-        if path not in got:
+        found = paired.get(path, path)
+        if found not in got:
             problems.append(f"weight '{path}' is missing from the artifact")
-            continue
-        a = got[path]
-        if list(a["shape"]) != list(ref["shape"]) or a["dtype"] != ref["dtype"]:
-            problems.append(f"weight '{path}': {a['dtype']}{tuple(a['shape'])} in the artifact, "
-                            f"{ref['dtype']}{tuple(ref['shape'])} in the reference")
-            continue
-        if a["trainable"] is not None and a["trainable"] != ref["trainable"]:
-            state = {True: "trainable", False: "frozen"}
-            problems.append(f"weight '{path}' is {state[ref['trainable']]} in the reference but "
-                            f"{state[a['trainable']]} in the artifact")
-        if a["sha256"] != ref["sha256"]:
-            extra = _ulps(a["value"], ref["value"]) if "value" in a and "value" in ref else ""
-            problems.append(f"weight '{path}' value differs from the reference{extra}")
-    problems += [f"extra weight '{p}' in the artifact (not in the reference)" for p in got if p not in ref_entries]
+        else:
+            problems += _weight_problems(path, ref, got[found])
+    matched = set(ref_entries) | set(paired.values())
+    problems += [f"extra weight '{p}' in the artifact (not in the reference)" for p in got if p not in matched]
+    problems += list(untracked)
+    if paired:
+        note += f"; {len(paired)} unnamed weights (add_weight without a name) paired by position in their layer"
     frozen = sum(1 for e in ref_entries.values() if not e["trainable"])
     flags = "" if any(e["trainable"] is not None for e in got.values()) else "; the artifact records no trainable flags"
     if problems:
-        return Check("partition", FAIL, f"{len(problems)} problems in {len(ref_entries)} weights", problems)
+        return Check("partition", FAIL, f"{len(problems)} problems in {len(ref_entries)} weights{note}", problems)
     return Check("partition", PASS, f"{len(ref_entries)} weights ({frozen} frozen, {len(ref_entries) - frozen} "
                  f"trainable): same paths, shapes, dtypes, flags and sha256{flags}{note}")
 
@@ -156,27 +191,48 @@ def check_train_step(art, inputs, ref_outputs):
     return Check("train-step", FAIL if problems else PASS, msg, problems, details)
 
 
+def _tf32_switches(enabled):
+    """(set, restore) pairs for every loaded framework's TF32 switch."""
+    import sys
+
+    out = []
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+        old = tf.config.experimental.tensor_float_32_execution_enabled()
+        out.append((lambda: tf.config.experimental.enable_tensor_float_32_execution(enabled),
+                    lambda: tf.config.experimental.enable_tensor_float_32_execution(old)))
+    if "torch" in sys.modules:
+        import torch
+        old_mm, old_cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        out.append((lambda: (setattr(torch.backends.cuda.matmul, "allow_tf32", enabled),
+                             setattr(torch.backends.cudnn, "allow_tf32", enabled)),
+                    lambda: (setattr(torch.backends.cuda.matmul, "allow_tf32", old_mm),
+                             setattr(torch.backends.cudnn, "allow_tf32", old_cudnn))))
+    if "jax" in sys.modules:
+        import jax
+        old_precision = jax.config.jax_default_matmul_precision
+        out.append((lambda: jax.config.update("jax_default_matmul_precision", "tensorfloat32" if enabled
+                                              else "highest"),
+                    lambda: jax.config.update("jax_default_matmul_precision", old_precision)))
+    return out
+
+
 @contextlib.contextmanager
-def tf32_disabled():
-    """Full float32 matmuls/convolutions on GPUs for the comparison (TF and torch)."""
-    restore = []
+def tf32_mode(enabled):
+    """TF32 matmuls/convolutions on GPUs on or off (TensorFlow, torch, JAX), restored afterwards."""
+    switches = _tf32_switches(enabled)
     try:
-        import sys
-        if "tensorflow" in sys.modules:
-            import tensorflow as tf
-            old = tf.config.experimental.tensor_float_32_execution_enabled()
-            tf.config.experimental.enable_tensor_float_32_execution(False)
-            restore.append(lambda: tf.config.experimental.enable_tensor_float_32_execution(old))
-        if "torch" in sys.modules:
-            import torch
-            old_mm, old_cudnn = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-            restore.append(lambda: (setattr(torch.backends.cuda.matmul, "allow_tf32", old_mm),
-                                    setattr(torch.backends.cudnn, "allow_tf32", old_cudnn)))
+        for turn, _ in switches:
+            turn()
         yield
     finally:
-        for fn in reversed(restore):
-            fn()
+        for _, restore in reversed(switches):
+            restore()
+
+
+def tf32_disabled():
+    """Full float32 matmuls/convolutions on GPUs for the comparison."""
+    return tf32_mode(False)
 
 
 def check_devices(art, inputs, names, devices=None, atol=None, rtol=None):
@@ -273,15 +329,72 @@ def check_source(art, source, inputs, names, atol, rtol):
 
 
 # -- the whole run ---------------------------------------------------------------
+def untracked_problems(ref_model, art):
+    """One line per layer variable that Keras does not track, in the reference or the artifact."""
+    seen, lines = set(), []
+    for where, model in (("reference", ref_model), ("artifact", art.loaded_model())):
+        if model is None:
+            continue
+        for layer, attr, cls in modelio.untracked_variables(model):
+            if (layer, attr) in seen:
+                continue
+            seen.add((layer, attr))
+            lines.append(f"layer '{layer}' holds '{attr}', a {cls} that Keras does not track (in the {where}): it "
+                         "is never saved, and a reloaded model gets whatever the layer's constructor makes; create "
+                         f"it with self.add_weight(...) in build() so that '{attr}' is saved and restored")
+    return lines
+
+
+def _probe(ref_model, art, inputs, samples, seed):
+    """Probe inputs keyed by the reference's input names and, where they differ, the artifact's too."""
+    specs = modelio.input_specs(ref_model) if ref_model is not None else art.input_specs()
+    if inputs is not None:
+        probe = probes.load_inputs(inputs, specs)
+    else:
+        vocab = probes.vocabulary(ref_model) if ref_model is not None else None
+        probe = probes.random_inputs(specs, samples, seed, vocab)
+    notes = []
+    if ref_model is not None:
+        aliases = modelio.align_inputs(specs, art.input_specs())
+        for art_name, ref_name in aliases.items():
+            probe[art_name] = probe[ref_name]
+        if aliases:
+            notes.append("inputs matched by position (names differ): " + ", ".join(
+                f"reference '{r}' = artifact '{a}'" for a, r in aliases.items()))
+    return probe, notes
+
+
+def _run_checks(selected, ctx):
+    art, ref_model, probe, names, ref_outputs = ctx["art"], ctx["ref"], ctx["probe"], ctx["names"], ctx["outputs"]
+    table = {
+        "partition": lambda: check_partition(art, _entries_from_model(ref_model) if ref_model is not None
+                                             else _entries_from_manifest(art.manifest), ctx["untracked"]),
+        "outputs": lambda: (check_outputs(art, ref_outputs, names, probe, ctx["atol"], ctx["rtol"], ctx["hints"])
+                            if ref_outputs is not None else
+                            Check("outputs", SKIPPED, "no reference model to compare with (pass --reference)")),
+        "train-step": lambda: check_train_step(art, probe, ref_outputs if ref_outputs is not None
+                                               else art.run(probe)),
+        "devices": lambda: check_devices(art, probe, names, ctx["devices"], ctx["atol"], ctx["rtol"]),
+        "source": lambda: check_source(art, ctx["source"], probe, names, ctx["atol"], ctx["rtol"]),
+    }
+    return [table[name]() for name in CHECKS if name in selected]
+
+
 def verify(artifact, reference=None, *, inputs=None, samples=4, seed=0, atol=None, rtol=None, checks=None,
            require=(), devices=None, source=None):
     """Run the checks on ``artifact``; return a VerifyReport (truthy when nothing failed).
 
-    ``reference``: a .keras path, Keras full-model .h5, or Keras model; None
-    uses the artifact's manifest. ``inputs``: an .npz of probe inputs by input
-    name. ``checks``: subset of partition, outputs, train-step, devices,
-    source. ``require``: checks whose skip counts as a failure (e.g. "gpu").
+    ``reference``: a .keras path, Keras full-model .h5, or Keras model
+    (functional or Sequential; inputs whose names differ from the artifact's
+    are matched by position, and the report says so); None uses the
+    artifact's manifest. ``inputs``: an .npz of probe inputs by input name.
+    ``checks``: subset of partition, outputs, train-step, devices, source.
+    ``require``: checks whose skip counts as a failure (e.g. "gpu").
     ``devices``: explicit device list for the device check.
+
+    >>> report = verify("model.keras", reference=model)   # doctest: +SKIP
+    >>> report.ok, report.notes
+    (True, ["inputs matched by position (names differ): reference 'input_layer_3' = artifact 'input_layer'"])
     """
     selected = list(checks or CHECKS)
     require = ["devices" if r == "gpu" else r for r in require]
@@ -292,41 +405,15 @@ def verify(artifact, reference=None, *, inputs=None, samples=4, seed=0, atol=Non
     art = open_artifact(artifact, ref_model)
     if ref_model is None and not art.manifest:
         raise UsageError("has no mwconv manifest to verify against; pass --reference", path=art.path)
-    specs = modelio.input_specs(ref_model) if ref_model is not None else art.input_specs()
-    if inputs is not None:
-        probe = probes.load_inputs(inputs, specs)
-    else:
-        vocab = probes.vocabulary(ref_model) if ref_model is not None else None
-        probe = probes.random_inputs(specs, samples, seed, vocab)
-    names = modelio.output_names(ref_model) if ref_model is not None else art.output_names()
-    ref_outputs = modelio.call_model(ref_model, probe) if ref_model is not None else None
-
-    warnings, hints = [], []
-    if ref_model is not None:
-        for layer, attr, cls in modelio.untracked_variables(ref_model):
-            text = (f"layer '{layer}' holds '{attr}', a {cls} that Keras does not track: it is never saved, and a "
-                    "reloaded model gets whatever its constructor makes (create it with add_weight in build())")
-            warnings.append(text)
-            hints.append("likely cause: " + text)
-
-    results = []
-    for name in CHECKS:
-        if name not in selected:
-            continue
-        if name == "partition":
-            ref = _entries_from_model(ref_model) if ref_model is not None else _entries_from_manifest(art.manifest)
-            results.append(check_partition(art, ref))
-        elif name == "outputs":
-            results.append(check_outputs(art, ref_outputs, names, probe, atol, rtol, hints) if ref_outputs is not None
-                           else Check("outputs", SKIPPED, "no reference model to compare with (pass --reference)"))
-        elif name == "train-step":
-            results.append(check_train_step(art, probe, ref_outputs if ref_outputs is not None else art.run(probe)))
-        elif name == "devices":
-            results.append(check_devices(art, probe, names, devices))
-        elif name == "source":
-            results.append(check_source(art, source, probe, names, atol, rtol))
+    probe, notes = _probe(ref_model, art, inputs, samples, seed)
+    untracked = untracked_problems(ref_model, art)
+    ctx = {"art": art, "ref": ref_model, "probe": probe, "untracked": untracked, "atol": atol, "rtol": rtol,
+           "names": modelio.output_names(ref_model) if ref_model is not None else art.output_names(),
+           "outputs": modelio.call_model(ref_model, probe) if ref_model is not None else None,
+           "hints": ["likely cause: " + u for u in untracked], "devices": devices, "source": source}
+    results = _run_checks(selected, ctx)
     for check in results:
         if check.name in require and check.status == SKIPPED:
             check.status = FAIL
             check.problems.append(f"required by --require, but skipped: {check.message}")
-    return VerifyReport(str(artifact), art.kind, ref_label, results, warnings)
+    return VerifyReport(str(artifact), art.kind, ref_label, results, [], notes)

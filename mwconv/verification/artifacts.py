@@ -36,6 +36,10 @@ class Artifact:
         """A fresh Keras model loaded from the artifact, or None."""
         return None
 
+    def loaded_model(self):
+        """The Keras model the artifact was loaded as (for inspection), or None."""
+        return getattr(self, "model", None)
+
     def devices(self):
         return keras_devices()
 
@@ -87,35 +91,75 @@ class KerasArtifact(Artifact):
         return load_keras_model(self.path)
 
 
-class WeightsH5Artifact(KerasArtifact):
-    """A Keras 3 ``.weights.h5``; the architecture comes from the reference model."""
-
-    kind = "weights_h5"
+class WeightsOnlyArtifact(KerasArtifact):
+    """Weights without an architecture: the model is the reference's, filled from the file."""
 
     def __init__(self, path, reference_model):
         Artifact.__init__(self, path)
         if reference_model is None:
-            raise InputRejected("a weights .h5 holds no architecture; pass --reference (a .keras file)", path=path)
-        import h5py
-        with h5py.File(self.path, "r") as f:
-            text = f.attrs.get("mwconv_manifest")
-        self.manifest = json.loads(text) if text is not None else None
+            raise InputRejected(f"a {self.kind} file holds no architecture; pass --reference (a .keras file)",
+                                path=path)
+        self.manifest = self._read_manifest()
         self.reference_model = reference_model
         self.model = self.keras_model()
 
+    def _flags(self):
+        return {w["path"]: w["trainable"] for w in (self.manifest or {}).get("weights", [])}
+
     def weights(self):
-        flags = {w["path"]: w["trainable"] for w in (self.manifest or {}).get("weights", [])}
+        flags = self._flags()
         return {p: (v, flags.get(p)) for p, (v, _) in modelio.weights_by_path(self.model).items()}
 
     def keras_model(self):
         keras = modelio._keras()
         model = keras.models.clone_model(self.reference_model)
+        self._fill(model)
+        return model
+
+
+class WeightsH5Artifact(WeightsOnlyArtifact):
+    """A Keras 3 ``.weights.h5``; the architecture comes from the reference model."""
+
+    kind = "weights_h5"
+
+    def _read_manifest(self):
+        import h5py
+        with h5py.File(self.path, "r") as f:
+            text = f.attrs.get("mwconv_manifest")
+        return json.loads(text) if text is not None else None
+
+    def _fill(self, model):
         try:
             model.load_weights(self.path)
         except (ValueError, OSError, KeyError) as e:
             first = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise InputRejected(f"does not load into the reference architecture ({first})", path=self.path) from e
-        return model
+
+
+class SafetensorsArtifact(WeightsOnlyArtifact):
+    """A safetensors file of Keras weight paths; the architecture comes from the reference model.
+    Its own tensors are compared (missing and extra names show in the partition check)."""
+
+    kind = "safetensors"
+
+    def _read_manifest(self):
+        from mwconv.sources.safetensors_file import SafetensorsSource
+        with SafetensorsSource(self.path) as src:
+            return src.manifest()
+
+    def weights(self):
+        from mwconv.sources.safetensors_file import SafetensorsSource
+        flags = self._flags()
+        with SafetensorsSource(self.path) as src:
+            return {n: (np.asarray(src.get_tensor(n)), flags.get(n)) for n in src.keys()}
+
+    def _fill(self, model):
+        from mwconv.sources.safetensors_file import SafetensorsSource
+        with SafetensorsSource(self.path) as src:
+            present = set(src.keys())
+            for v in model.weights:
+                if v.path in present and tuple(src.info(v.path).shape) == tuple(v.shape):
+                    v.assign(src.get_tensor(v.path))
 
 
 class SavedModelArtifact(Artifact):
@@ -210,5 +254,8 @@ def open_artifact(path, reference_model=None):
         return OnnxArtifact(path)
     if fmt == "hdf5":
         return WeightsH5Artifact(path, reference_model)
-    raise InputRejected(f"a {fmt} file is not an artifact mwconv verifies (SavedModel, .keras, .weights.h5, .onnx)",
+    if fmt == "safetensors":
+        return SafetensorsArtifact(path, reference_model)
+    raise InputRejected(f"a {fmt} file is not an artifact mwconv verifies (SavedModel, .keras, .weights.h5, .onnx, "
+                        ".safetensors)",
                         path=path)

@@ -53,6 +53,29 @@ def weights_by_path(model):
     return {v.path: (np.array(keras.ops.convert_to_numpy(v.value)), id(v) in trainable) for v in model.weights}
 
 
+def align_inputs(reference_specs, artifact_specs):
+    """``{artifact input name: reference input name}`` for inputs whose names differ
+    (matched by position), or ``{}`` when every name agrees.
+
+    An in-memory model's inputs are often named ``input_layer_3`` while the same
+    model reloaded says ``input_layer``; the order and shapes are what count.
+    Raises UsageError when the count or a shape differs.
+    """
+    from mwconv.errors import UsageError
+
+    ref_names = [n for n, _, _ in reference_specs]
+    art_names = [n for n, _, _ in artifact_specs]
+    if set(ref_names) == set(art_names):
+        return {}
+    if len(ref_names) != len(art_names):
+        raise UsageError(f"the artifact has {len(art_names)} inputs ({', '.join(art_names)}) and the reference "
+                         f"{len(ref_names)} ({', '.join(ref_names)})")
+    for (rn, rs, _), (an, as_, _) in zip(reference_specs, artifact_specs):
+        if len(rs) != len(as_) or any(r is not None and a is not None and r != a for r, a in zip(rs[1:], as_[1:])):
+            raise UsageError(f"input {an!r} of the artifact has shape {as_}, input {rn!r} of the reference {rs}")
+    return {a: r for a, r in zip(art_names, ref_names) if a != r}
+
+
 def untracked_variables(model):
     """Backend variables held as layer attributes that Keras does not track
     (so they are never saved): ``[(layer name, attribute, class)]``."""

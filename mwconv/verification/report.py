@@ -29,6 +29,7 @@ class VerifyReport:
     reference: str
     checks: list
     warnings: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
 
     def __bool__(self):
         return all(self.checks)
@@ -43,7 +44,7 @@ class VerifyReport:
     def to_dict(self):
         return {"schema": "mwconv-verify-report/1", "ok": self.ok, "artifact": self.artifact, "kind": self.kind,
                 "reference": self.reference, "checks": [dataclasses.asdict(c) for c in self.checks],
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), "notes": list(self.notes)}
 
     def to_json(self):
         return json.dumps(self.to_dict(), indent=2, default=str)
@@ -56,6 +57,8 @@ class VerifyReport:
                 lines.append(f"      - {p}")
             if len(c.problems) > 20:
                 lines.append(f"      ... and {len(c.problems) - 20} more")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
         for w in self.warnings:
             lines.append(f"  ! warning: {w}")
         failed = [c.name for c in self.checks if c.status == FAIL]

@@ -1,0 +1,120 @@
+"""safetensors sources: one ``.safetensors`` file, or a sharded checkpoint
+described by ``*.safetensors.index.json`` (``{"weight_map": {tensor: shard}}``).
+
+Headers are read and checked (offsets against file sizes, shapes against byte
+counts) without reading data; each tensor is read on demand through
+``safetensors.safe_open(..., framework="numpy")``, which memory-maps the file.
+Shards must lie in the index's folder (no absolute paths, '..' or symlinks out).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from mwconv.errors import InputRejected
+from mwconv.formats import safetensors as st
+from mwconv.sources.base import Source, resolve_inside
+
+MANIFEST_KEY = "mwconv_manifest"
+_MAX_INDEX_BYTES = 64 << 20
+
+
+def _load_index(path):
+    if os.path.getsize(path) > _MAX_INDEX_BYTES:
+        raise InputRejected(f"index file is larger than {_MAX_INDEX_BYTES >> 20} MiB", path=path)
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputRejected(f"safetensors index is not valid JSON ({e})", path=path) from e
+    weight_map = doc.get("weight_map") if isinstance(doc, dict) else None
+    if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
+        raise InputRejected("safetensors index has no 'weight_map' of tensor -> shard file", path=path)
+    return weight_map, doc.get("metadata") if isinstance(doc.get("metadata"), dict) else {}
+
+
+class SafetensorsSource(Source):
+    format = "safetensors"
+
+    def __init__(self, path):
+        super().__init__(path)
+        self._where = {}       # tensor -> (shard path, dtype, begin, end)
+        self._handles = {}
+        with open(self.path, "rb") as f:
+            sharded = not st.looks_like(f.read(16), os.path.getsize(self.path))
+        if sharded:
+            weight_map, index_meta = _load_index(self.path)
+            shards = {}
+            for name, loc in weight_map.items():
+                if loc not in shards:
+                    shards[loc] = resolve_inside(self.path, loc, name, "shard")
+            metadata = self._scan_shards(weight_map, shards)
+            self._metadata.update({"sharded": True, "shards": len(set(shards.values())),
+                                   "index_metadata": index_meta})
+        else:
+            metadata = self._scan(self.path)
+            self._metadata["sharded"] = False
+        self._metadata["metadata"] = {k: v for k, v in metadata.items() if k != MANIFEST_KEY}
+        self._manifest = self._parse_manifest(metadata.get(MANIFEST_KEY))
+        self.default_layout = "keras" if self._manifest or metadata.get("layout") == "keras" else "torch"
+
+    def _scan(self, shard, wanted=None):
+        entries, metadata, _ = st.read_header(shard)
+        for name, (dtype, shape, begin, end) in entries.items():
+            if wanted is not None and wanted.get(name) != shard:
+                continue
+            self._add(name, shape, dtype)
+            self._where[name] = (shard, dtype, begin, end)
+        return metadata
+
+    def _scan_shards(self, weight_map, shards):
+        wanted = {name: shards[loc] for name, loc in weight_map.items()}
+        metadata = {}
+        for shard in dict.fromkeys(shards.values()):
+            metadata.update(self._scan(shard, wanted))
+        missing = [n for n in weight_map if n not in self._where]
+        if missing:
+            raise InputRejected(f"the index maps it to {weight_map[missing[0]]}, whose header does not list it",
+                                path=self.path, tensor=missing[0])
+        return metadata
+
+    def _parse_manifest(self, text):
+        if text is None:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError as e:
+            raise InputRejected(f"the embedded mwconv manifest is not valid JSON ({e})", path=self.path) from e
+
+    def _handle(self, shard):
+        if shard not in self._handles:
+            from safetensors import SafetensorError, safe_open
+            try:
+                self._handles[shard] = safe_open(shard, framework="numpy")
+            except (SafetensorError, OSError) as e:
+                raise InputRejected(f"corrupt safetensors file ({e})", path=shard) from e
+        return self._handles[shard]
+
+    def _read(self, name):
+        shard, dtype, begin, end = self._where[name]
+        if dtype == "bfloat16":   # numpy has no bfloat16: view the bytes with ml_dtypes
+            raw = np.memmap(shard, dtype=np.uint8, mode="r", offset=begin, shape=(end - begin,))
+            return np.asarray(raw).view(st.numpy_dtype(dtype)).reshape(self._infos[name].shape)
+        from safetensors import SafetensorError
+        try:
+            return self._handle(shard).get_tensor(name)
+        except SafetensorError as e:
+            raise InputRejected(f"cannot read data ({e})", path=shard, tensor=name) from e
+
+    def manifest(self):
+        return self._manifest
+
+    def partition(self):
+        if not self._manifest:
+            return None
+        flags = {w["path"]: w["trainable"] for w in self._manifest.get("weights", [])}
+        return {name: flags.get(name) for name in self.keys()}
+
+    def close(self):
+        self._handles.clear()
