@@ -32,3 +32,15 @@ def every_kind(tmp_path_factory):
                       ("onnx", "exported.onnx")):
         out[fmt] = export(src, fmt, folder / name)
     return out
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_state_file_left_in_the_repo():
+    """In-process CLI imports record the last import in the current folder (the repo root
+    under pytest); remove that record afterwards unless it was there before."""
+    from mwconv.workspace import STATE_FILE
+
+    existed = os.path.exists(STATE_FILE)
+    yield
+    if not existed and os.path.exists(STATE_FILE):
+        os.remove(STATE_FILE)
