@@ -38,7 +38,11 @@ def tensor_bar(description, total_bytes):
     if not ENABLED or total_bytes < _threshold():
         yield _Silent()
         return
+    import shutil
+
     from tqdm import tqdm
+    # a terminal that reports no width (0 columns) would get an empty bar: fall back to 100
+    width = shutil.get_terminal_size((100, 24)).columns or 100
     with tqdm(total=total_bytes, desc=f"mwconv: {description}", unit="B", unit_scale=True, unit_divisor=1024,
-              file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+              file=sys.stderr, leave=False, ncols=width) as bar:
         yield bar

@@ -1,6 +1,8 @@
-"""Target model factories used through ``--model tests/models.py:NAME``."""
+"""Target model factories used through ``--model tests/models.py:NAME``, and the
+PyTorch-side reference of the fixtures' state dict (rules and a NumPy forward pass)."""
 
 import keras
+import numpy as np
 
 
 def reference_net():
@@ -93,3 +95,35 @@ def every_kind():
             value = np.abs(value) + 0.5
         v.assign(value)
     return model
+
+
+TORCH_RULES = """
+# PyTorch state dict -> torch_net (fc1 and proj match by name)
+conv\\.weight            -> stem_conv/kernel
+conv\\.bias              -> stem_conv/bias
+bn\\.weight              -> stem_bn/gamma
+bn\\.bias                -> stem_bn/beta
+bn\\.running_mean       -> stem_bn/moving_mean
+bn\\.running_var        -> stem_bn/moving_variance
+fc2\\.weight             -> out/kernel
+fc2\\.bias               -> out/bias
+bn\\.num_batches_tracked -> !ignore
+"""
+
+
+def numpy_torch_net(sd, x_nchw):
+    """The state dict's network in plain NumPy, PyTorch conventions (NCHW, y = x W^T + b)."""
+    w, b = sd["conv.weight"], sd["conv.bias"]
+    n, _, h, wd = x_nchw.shape
+    o, _, kh, kw = w.shape
+    y = np.zeros((n, o, h - kh + 1, wd - kw + 1), np.float64)
+    for i in range(h - kh + 1):
+        for j in range(wd - kw + 1):
+            patch = x_nchw[:, :, i:i + kh, j:j + kw]
+            y[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w) + b
+    mean, var = sd["bn.running_mean"][None, :, None, None], sd["bn.running_var"][None, :, None, None]
+    y = (y - mean) / np.sqrt(var + 1e-5) * sd["bn.weight"][None, :, None, None] + sd["bn.bias"][None, :, None, None]
+    y = np.maximum(y, 0).mean(axis=(2, 3))
+    y = np.maximum(y @ sd["fc1.weight"].T + sd["fc1.bias"], 0)
+    y = np.maximum(y @ sd["proj.weight"].T + sd["proj.bias"], 0)
+    return y @ sd["fc2.weight"].T + sd["fc2.bias"]

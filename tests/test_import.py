@@ -11,6 +11,7 @@ from mwconv.convert.importer import import_weights
 from mwconv.fixtures import builders
 from mwconv.testing import train_step_contract, weights_by_path
 from tests.helpers import listing, run_cli, run_json
+from tests.models import TORCH_RULES, numpy_torch_net
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.join(HERE, "models.py")
@@ -71,38 +72,6 @@ def test_weights_only_files_into_factory(name, samples, tmp_path):
 
 
 # -- 3. a PyTorch-style state dict, --layout torch and a rules file -------------
-TORCH_RULES = """
-# PyTorch state dict -> torch_net (fc1 and proj match by name)
-conv\\.weight            -> stem_conv/kernel
-conv\\.bias              -> stem_conv/bias
-bn\\.weight              -> stem_bn/gamma
-bn\\.bias                -> stem_bn/beta
-bn\\.running_mean       -> stem_bn/moving_mean
-bn\\.running_var        -> stem_bn/moving_variance
-fc2\\.weight             -> out/kernel
-fc2\\.bias               -> out/bias
-bn\\.num_batches_tracked -> !ignore
-"""
-
-
-def numpy_torch_net(sd, x_nchw):
-    """The state dict's network in plain NumPy, PyTorch conventions (NCHW, y = x W^T + b)."""
-    w, b = sd["conv.weight"], sd["conv.bias"]
-    n, _, h, wd = x_nchw.shape
-    o, _, kh, kw = w.shape
-    y = np.zeros((n, o, h - kh + 1, wd - kw + 1), np.float64)
-    for i in range(h - kh + 1):
-        for j in range(wd - kw + 1):
-            patch = x_nchw[:, :, i:i + kh, j:j + kw]
-            y[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w) + b
-    mean, var = sd["bn.running_mean"][None, :, None, None], sd["bn.running_var"][None, :, None, None]
-    y = (y - mean) / np.sqrt(var + 1e-5) * sd["bn.weight"][None, :, None, None] + sd["bn.bias"][None, :, None, None]
-    y = np.maximum(y, 0).mean(axis=(2, 3))
-    y = np.maximum(y @ sd["fc1.weight"].T + sd["fc1.bias"], 0)
-    y = np.maximum(y @ sd["proj.weight"].T + sd["proj.bias"], 0)
-    return y @ sd["fc2.weight"].T + sd["fc2.bias"]
-
-
 @pytest.mark.parametrize("name", ["torch_state_dict.npz", "torch_state_dict_compressed.npz"])
 def test_torch_state_dict_with_rules(name, samples, tmp_path):
     (tmp_path / "rules.txt").write_text(TORCH_RULES)
