@@ -100,14 +100,16 @@ def inspect(ctx, source, with_hash, as_json, verbose):
     architecture, the frozen/trainable partition where it records one, and an
     embedded mwconv manifest.
 
-    SOURCE is an HDF5 file (.h5, .weights.h5), .npy, .npz, .onnx, .keras, or
-    a SavedModel directory.
+    SOURCE is an HDF5 file (.h5, .weights.h5), .npy, .npz, .onnx, .keras,
+    .safetensors (or a sharded checkpoint's .safetensors.index.json), or a
+    SavedModel directory.
 
     \b
     Examples:
       mwconv inspect weights.h5
       mwconv inspect model.onnx --hash --json
       mwconv inspect serving/          # a SavedModel directory
+      mwconv inspect model.safetensors.index.json   # every shard, lazily
     """
     opts = _setup(ctx, as_json, verbose)
     from mwconv.inspect import format_inspect, inspect_source
@@ -191,6 +193,8 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
 
     Without --model the architecture comes from the source: a Keras
     full-model .h5, a .keras file, or an ONNX graph of supported operators.
+    Without -o, OUTPUT is <source stem>.keras in the current folder, and the
+    folder remembers it as the model `mwconv export` uses by default.
 
     Strict by default: a target weight with no source, a source tensor that
     goes unused, or a shape that does not fit stops the import (exit 3) with
@@ -309,8 +313,8 @@ def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, ver
 @click.pass_context
 def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, require, devices, source,
            report_file, as_json, verbose):
-    """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5 or
-    .onnx) kept the frozen/trainable partition, the exact weight values and
+    """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5,
+    .safetensors or .onnx) kept the frozen/trainable partition, the exact weight values and
     the outputs, that frozen weights stay frozen in a training step, and that
     every device agrees. Exits 1 if any check fails.
 

@@ -27,9 +27,11 @@ def test_setup_block_is_the_two_commands_and_ci_runs_the_test_one():
 
 
 @pytest.fixture(scope="module")
-def sandbox(tmp_path_factory):
+def sandbox(tmp_path_factory, samples):
+    """A folder with the examples and, for the card's two commands, a tf.keras 2.x weights.h5."""
     folder = tmp_path_factory.mktemp("readme")
     shutil.copytree(os.path.join(ROOT, "examples"), folder / "examples")
+    shutil.copy(samples / "tfkeras2_full.h5", folder / "weights.h5")
     return folder
 
 
@@ -41,7 +43,11 @@ def _env():
 
 @pytest.mark.slow
 def test_readme_commands_and_snippets(sandbox):
-    assert len(COMMANDS) >= 15 and len(SNIPPETS) == 2
+    assert COMMANDS[:2] == ["mwconv import weights.h5                  # a tf.keras 2.x model.save() file -> "
+                            "weights.keras, all frozen",
+                            "mwconv export --format saved_model        # the last import -> weights_saved_model/, "
+                            "verified"]
+    assert len(COMMANDS) >= 15 and len(SNIPPETS) == 3
     for line in COMMANDS:
         proc = subprocess.run(line, shell=True, cwd=sandbox, env=_env(), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"
@@ -50,6 +56,7 @@ def test_readme_commands_and_snippets(sandbox):
                               text=True, timeout=600)
         assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sandbox / "verify.json").exists() and (sandbox / "build" / "torch" / "serving").exists()
+    assert (sandbox / "weights.keras").is_file() and (sandbox / "weights_saved_model" / "saved_model.pb").is_file()
 
 
 @pytest.mark.slow

@@ -329,3 +329,56 @@ def test_verify_under_the_torch_backend(every_kind):
     got = {c["name"]: c["status"] for c in doc["checks"]}
     assert got == {"partition": "pass", "outputs": "pass", "train-step": "pass",
                    "devices": "pass" if "cuda" in out.stdout else "skipped"}, doc
+
+
+# -- in-memory references ------------------------------------------------------------------
+def _functional():
+    from mwconv.layers import MixedDense
+
+    inp = keras.Input((6,))                       # unnamed: 'keras_tensor_N' here, 'input_layer' reloaded
+    h = MixedDense(5, frozen=["kernel"], activation="relu", name="pretrained")(inp)
+    return keras.Model(inp, keras.layers.Dense(3, name="head")(h))
+
+
+def _named_sequential():
+    from mwconv.layers import MixedDense
+
+    return keras.Sequential([keras.Input((6,)), MixedDense(5, frozen=["kernel", "bias"], name="pretrained"),
+                             keras.layers.Dense(3, name="head")], name="seqnet")
+
+
+@pytest.mark.parametrize("build", [_functional, _named_sequential])
+@pytest.mark.parametrize("fmt, name", [("keras", "m.keras"), ("saved_model", "serving"),
+                                       ("safetensors", "m.safetensors")])
+def test_clean_artifact_passes_against_the_in_memory_model(build, fmt, name, tmp_path):
+    from mwconv.convert.exporter import export
+
+    model = build()
+    result = export(model, fmt, tmp_path / name, verify=False)
+    report = verify(result.path, model, checks=["partition", "outputs"])
+    assert report.ok, report.format()
+    frozen = 1 if build is _functional else 2
+    assert report.check("partition").message.startswith(f"4 weights ({frozen} frozen, {4 - frozen} trainable)")
+    if fmt == "keras":   # reloaded, the input is 'input_layer': matched by position, and said so
+        assert report.notes[0].startswith("inputs matched by position (names differ): reference 'keras_tensor")
+
+
+def test_reloaded_named_sequential_pairs_the_prefixed_paths(tmp_path):
+    model = _named_sequential()
+    assert [w.path for w in model.weights][0] == "seqnet/pretrained/kernel"
+    model.save(tmp_path / "s.keras")
+    report = verify(tmp_path / "s.keras", model, checks=["partition"])
+    assert report.ok
+    assert report.check("partition").message.endswith("; 4 weights paired after dropping the model-name prefix "
+                                                      "('seqnet/')")
+
+
+def test_in_memory_reference_with_other_inputs_is_a_usage_error(tmp_path):
+    from mwconv.errors import UsageError
+
+    _functional().save(tmp_path / "m.keras")
+    inp = keras.Input((7,))
+    other = keras.Model(inp, keras.layers.Dense(3)(inp))
+    with pytest.raises(UsageError) as err:
+        verify(tmp_path / "m.keras", other)
+    assert "of the artifact has shape (None, 6), input" in str(err.value) and "(None, 7)" in str(err.value)

@@ -74,25 +74,54 @@ def _ulps(a, b):
 _AUTO_NAMED = re.compile(r"(.*/)?variable(_\d+)?$")
 
 
-def pair_auto_named(ref_paths, art_paths):
-    """``{reference path: artifact path}`` for weights made by ``add_weight`` without a
-    name: Keras numbers those per session (``layer/variable_3``), so they are paired
-    by position inside their layer, where counts agree."""
+def _strip(path, prefixes):
+    for prefix in prefixes:
+        if path.startswith(prefix):
+            return path[len(prefix):]
+    return path
+
+
+def pair_paths(ref_paths, art_paths, prefixes=()):
+    """``({reference path: artifact path}, notes)`` for weights that are the same weight
+    under another path:
+
+    - a model-name prefix that comes and goes: Keras 3 puts it on the weights of a named
+      Sequential built in memory (``seqnet/fc/kernel``) but not on the same model
+      reloaded (``fc/kernel``);
+    - weights made by ``add_weight`` without a name: Keras numbers those per session
+      (``layer/variable_3``), so they are paired by position inside their layer, where
+      the counts agree.
+    """
+    missing = [p for p in ref_paths if p not in art_paths]
+    extra = [p for p in art_paths if p not in ref_paths]
+    pairs, notes = {}, []
+    by_stripped = {_strip(q, prefixes): q for q in extra}
+    for p in missing:
+        q = by_stripped.get(_strip(p, prefixes))
+        if q is not None and q not in pairs.values():
+            pairs[p] = q
+    if pairs:
+        notes.append(f"{len(pairs)} weights paired after dropping the model-name prefix "
+                     f"({' or '.join(repr(x) for x in prefixes)})")
+
     def groups(paths):
         out = {}
         for p in paths:
-            m = _AUTO_NAMED.match(p)
+            m = _AUTO_NAMED.match(_strip(p, prefixes))
             if m:
                 out.setdefault(m.group(1) or "", []).append(p)
         return out
 
-    missing = groups([p for p in ref_paths if p not in art_paths])
-    extra = groups([p for p in art_paths if p not in ref_paths])
-    pairs = {}
-    for layer, refs in missing.items():
-        if len(extra.get(layer, [])) == len(refs):
-            pairs.update(zip(refs, extra[layer]))
-    return pairs
+    left = groups([p for p in missing if p not in pairs])
+    right = groups([q for q in extra if q not in pairs.values()])
+    auto = 0
+    for layer, refs in left.items():
+        if len(right.get(layer, [])) == len(refs):
+            pairs.update(zip(refs, right[layer]))
+            auto += len(refs)
+    if auto:
+        notes.append(f"{auto} unnamed weights (add_weight without a name) paired by position in their layer")
+    return pairs, notes
 
 
 def _weight_problems(path, ref, a):
@@ -110,7 +139,7 @@ def _weight_problems(path, ref, a):
     return problems
 
 
-def check_partition(art, ref_entries, untracked=()):
+def check_partition(art, ref_entries, untracked=(), prefixes=()):
     got = _entries_from_artifact(art)
     note = ""
     if got is None:
@@ -118,7 +147,7 @@ def check_partition(art, ref_entries, untracked=()):
             return Check("partition", SKIPPED, f"a {art.kind} artifact without an mwconv manifest names no weights")
         got = _entries_from_manifest(art.manifest)
         note = f"; {art.kind} keeps no trainable flags, compared its embedded manifest"
-    paired = pair_auto_named(list(ref_entries), list(got))
+    paired, pairing_notes = pair_paths(list(ref_entries), list(got), prefixes)
     problems = []
     for path, ref in ref_entries.items():
         found = paired.get(path, path)
@@ -129,8 +158,7 @@ def check_partition(art, ref_entries, untracked=()):
     matched = set(ref_entries) | set(paired.values())
     problems += [f"extra weight '{p}' in the artifact (not in the reference)" for p in got if p not in matched]
     problems += list(untracked)
-    if paired:
-        note += f"; {len(paired)} unnamed weights (add_weight without a name) paired by position in their layer"
+    note += "".join(f"; {n}" for n in pairing_notes)
     frozen = sum(1 for e in ref_entries.values() if not e["trainable"])
     flags = "" if any(e["trainable"] is not None for e in got.values()) else "; the artifact records no trainable flags"
     if problems:
@@ -364,11 +392,17 @@ def _probe(ref_model, art, inputs, samples, seed):
     return probe, notes
 
 
+def _model_prefixes(ref_model, art):
+    names = [m.name for m in (ref_model, art.loaded_model()) if m is not None]
+    return tuple(dict.fromkeys(f"{n}/" for n in names))
+
+
 def _run_checks(selected, ctx):
     art, ref_model, probe, names, ref_outputs = ctx["art"], ctx["ref"], ctx["probe"], ctx["names"], ctx["outputs"]
     table = {
         "partition": lambda: check_partition(art, _entries_from_model(ref_model) if ref_model is not None
-                                             else _entries_from_manifest(art.manifest), ctx["untracked"]),
+                                             else _entries_from_manifest(art.manifest), ctx["untracked"],
+                                             _model_prefixes(ref_model, art)),
         "outputs": lambda: (check_outputs(art, ref_outputs, names, probe, ctx["atol"], ctx["rtol"], ctx["hints"])
                             if ref_outputs is not None else
                             Check("outputs", SKIPPED, "no reference model to compare with (pass --reference)")),
