@@ -55,7 +55,8 @@ def max_diff(art, probe, devices, tf32):
 
 def check(model, folder, devices):
     import mwconv
-    from mwconv.verification import modelio, probes
+    from mwconv import modelio
+    from mwconv.verification import probes
     from mwconv.verification.artifacts import open_artifact
 
     path = os.path.join(folder, f"{model.name}.keras")

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from mwconv.verification import modelio
+from mwconv import modelio
 from tests.helpers import listing, run_cli, run_json
 
 FORMATS = ["saved_model", "keras", "weights_h5", "onnx"]

@@ -7,7 +7,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from mwconv.convert.importer import import_weights
-from mwconv.verification import modelio
+from mwconv import modelio
 from tests.helpers import listing, run_cli
 
 RNG = np.random.default_rng(42)

@@ -292,7 +292,8 @@ def test_cli_exit_codes_and_json_schema(every_kind, tmp_path):
 
 
 def test_probe_inputs_file(every_kind, tmp_path):
-    from mwconv.verification import modelio, probes
+    from mwconv import modelio
+    from mwconv.verification import probes
 
     model = every_kind["model"]
     inputs = probes.random_inputs(modelio.input_specs(model), 2, 5, probes.vocabulary(model))

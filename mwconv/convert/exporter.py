@@ -42,8 +42,8 @@ def _note(progress, text):
 
 
 def _load(model):
-    from mwconv.verification import modelio
-    keras = modelio._keras()
+    from mwconv import modelio
+    keras = modelio.keras_api()
     if isinstance(model, keras.Model):
         return model, None
     from mwconv.sources.keras_file import check_keras_zip, load_keras_model
@@ -67,13 +67,13 @@ def _tree_size(path):
 def _serving_function(model):
     import tensorflow as tf
 
-    from mwconv.verification import modelio
+    from mwconv import modelio
 
     specs = modelio.input_specs(model)
     names = [n for n, _, _ in specs]
     signature = [tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name) for name, shape, dtype in specs]
     outputs = modelio.output_names(model)
-    keras = modelio._keras()
+    keras = modelio.keras_api()
 
     @tf.function(input_signature=signature)
     def serve(*args):
@@ -127,9 +127,9 @@ def write_safetensors(model, staged, manifest):
     the manifest (with the trainable flags) in the header's ``__metadata__``."""
     from mwconv import progress
     from mwconv.formats import safetensors as st
-    from mwconv.verification import modelio
+    from mwconv import modelio
 
-    keras = modelio._keras()
+    keras = modelio.keras_api()
     tensors = [(v.path, tuple(v.shape), np.dtype(st.numpy_dtype(v.dtype)).name,
                 lambda v=v: keras.ops.convert_to_numpy(v.value)) for v in model.weights]
     total = sum(int(np.prod(shape, dtype=np.int64)) * st.numpy_dtype(dtype).itemsize for _, shape, dtype, _ in tensors)
@@ -165,9 +165,9 @@ def _stateless_function(model):
     converts a graph without copying any weight (they become graph inputs)."""
     import tensorflow as tf
 
-    from mwconv.verification import modelio
+    from mwconv import modelio
 
-    keras = modelio._keras()
+    keras = modelio.keras_api()
     specs = modelio.input_specs(model)
     names = [n for n, _, _ in specs]
     trainable, others = list(model.trainable_variables), list(model.non_trainable_variables)

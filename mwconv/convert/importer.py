@@ -10,13 +10,14 @@ weights of mixed layers, with a strict report of what went where.
 import dataclasses
 import fnmatch
 import gc
+import os
 
 import numpy as np
 
 from mwconv.convert import layout as layouts
 from mwconv.convert.matching import match
 from mwconv.convert.rules import load_rules
-from mwconv.convert.target import catalogue, load_model_spec, model_from_source
+from mwconv.convert.target import catalogue, load_model_spec
 from mwconv.errors import InputRejected
 from mwconv.sources import open_source
 
@@ -50,18 +51,6 @@ def _release_memory():
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc: the allocator keeps them, nothing breaks
         pass
-
-
-def _onnx_usage(source):
-    """initializer name -> (op_type, attributes) of the node that consumes it as a weight."""
-    usage = {}
-    if source.format != "onnx":
-        return usage
-    for node in source.model.graph.node:
-        attrs = {a.name: a.i for a in node.attribute if a.type == a.INT}
-        for i, name in enumerate(node.input):
-            usage.setdefault(name, (node.op_type, i, attrs))
-    return usage
 
 
 def _graph_matches(src, targets, plan, attribute_constants):
@@ -133,12 +122,12 @@ def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), 
 
 def _target(src, model, channels_last, keras):
     """(target model, owned by us?, graph plan or None, constants used as attributes)."""
-    if model is None and src.format == "onnx":
+    if model is None and src.architecture_kind == "onnx-graph":
         from mwconv.convert.onnx_graph import build_from_onnx
         built, graph_plan, constants = build_from_onnx(src, channels_last)
         return built, True, graph_plan, constants
     if model is None:
-        return model_from_source(src), True, None, ()
+        return src.architecture(), True, None, ()
     if isinstance(model, keras.Model):
         return model, False, None, ()
     return load_model_spec(str(model)), True, None, ()
@@ -167,7 +156,7 @@ class _SourceDigest:
 
         from mwconv.manifest import sha256_file
         self.value = None
-        if src.format == "saved_model":
+        if not os.path.isfile(src.path):   # a SavedModel folder: no single file to hash
             self.thread = None
             return
         self.thread = threading.Thread(target=lambda: setattr(self, "value", sha256_file(src.path)), daemon=True)
@@ -211,8 +200,8 @@ def _assign(layer, var, value):
 def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite,
             channels_last=False):
     from mwconv.convert.mixing import check_same_paths, mixed_config, model_from_config, restore_initializers
-    from mwconv.convert.target import _keras
-    keras = _keras()
+    from mwconv.modelio import keras_api
+    keras = keras_api()
 
     rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
     with open_source(source) as src:
@@ -224,7 +213,7 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
             matches, unused, ignored = _graph_matches(src, targets, graph_plan, attribute_constants)
         else:
             matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
-        plan, mismatched = _plan(src, matches, chosen, _onnx_usage(src))
+        plan, mismatched = _plan(src, matches, chosen, src.consumers())
         imported = {p[0] for p in plan}
         report = ImportReport(src.path, src.format, chosen, [], [t.path for t in targets if t.path not in imported],
                               unused, ignored, mismatched)
@@ -240,8 +229,7 @@ def _import(source, model, rules, layout, freeze, train, allow_missing, allow_un
         del targets, matches
         if owned:
             target_model = None
-            if src.format == "keras":
-                src.model = None
+            src.release_architecture()
             _release_memory()
         result = model_from_config(config)
         restore_initializers(result, initializers)

@@ -44,8 +44,8 @@ class GraphBuilder:
     def __init__(self, source, channels_last=False):
         import onnx
 
-        from mwconv.convert.target import _keras
-        self.keras = _keras()
+        from mwconv.modelio import keras_api
+        self.keras = keras_api()
         self.src = source
         self.model = source.model
         self.graph = self.model.graph

@@ -1,5 +1,4 @@
-"""The target model: from ``--model`` or from the source's own architecture,
-its weights catalogued, and its stock layers turned into mixed ones."""
+"""The target model from ``--model``, and its weights catalogued."""
 
 import importlib
 import importlib.util
@@ -9,17 +8,11 @@ import sys
 
 from mwconv.convert.matching import Target
 from mwconv.errors import InputRejected
-
-
-def _keras():
-    from mwconv._quiet import import_quietly
-    keras = import_quietly("keras")
-    import mwconv.layers  # noqa: F401  (registers the mixed layers)
-    return keras
+from mwconv.modelio import keras_api
 
 
 def _check_model(obj, spec):
-    keras = _keras()
+    keras = keras_api()
     if not isinstance(obj, keras.Model):
         raise InputRejected(f"--model '{spec}' did not return a Keras model (got {type(obj).__name__}); "
                             "return a keras.Model from the function")
@@ -37,7 +30,7 @@ def load_model_spec(spec):
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
         raise InputRejected(f"--model '{spec}' is neither a .keras file nor 'module:function' / 'file.py:function'")
-    _keras()
+    keras_api()
     try:
         if module_name.endswith(".py") or os.sep in module_name:
             if not os.path.isfile(module_name):
@@ -61,23 +54,6 @@ def load_model_spec(spec):
     except Exception as e:  # the user's factory may raise anything
         raise InputRejected(f"--model '{spec}' raised {type(e).__name__}: {e}") from e
     return _check_model(model, spec)
-
-
-def model_from_source(source):
-    """The source's own architecture, or an error that says to pass --model."""
-    keras = _keras()
-    if source.format == "keras":
-        return source.model
-    if source.format == "hdf5" and source.has_architecture:
-        try:
-            return keras.saving.load_model(source.path, compile=False, safe_mode=True)
-        except (ValueError, TypeError, KeyError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputRejected(f"cannot rebuild the model stored in this file ({first}); pass --model",
-                                path=source.path) from e
-    raise InputRejected(f"this {source.format} source carries no architecture mwconv can rebuild; pass --model "
-                        "(a .keras file, module:function or file.py:function returning a Keras model)",
-                        path=source.path)
 
 
 def _snake(name):

@@ -78,6 +78,24 @@ class Source:
         """The mwconv manifest embedded in the source, or ``None``."""
         return None
 
+    # what the source's architecture is: None, "keras" (architecture() rebuilds it) or
+    # "onnx-graph" (the ONNX graph importer rebuilds it)
+    architecture_kind = None
+
+    def consumers(self):
+        """``{tensor: (op type, input index, int attributes)}`` of the graph node that uses
+        each tensor, where the source is a graph (ONNX); ``{}`` otherwise."""
+        return {}
+
+    def release_architecture(self):
+        """Drop a rebuilt model the source holds, so its memory can be freed."""
+
+    def architecture(self):
+        """The Keras model the source describes, rebuilt in safe mode; InputRejected when it has none."""
+        raise InputRejected(f"this {self.format} source carries no architecture mwconv can rebuild; pass --model "
+                            "(a .keras file, module:function or file.py:function returning a Keras model)",
+                            path=self.path)
+
     def sha256(self, name):
         arr = np.ascontiguousarray(self.get_tensor(name))
         return hashlib.sha256(arr.tobytes()).hexdigest()

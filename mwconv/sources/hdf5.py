@@ -128,6 +128,23 @@ class HDF5Source(Source):
         except (OSError, ValueError) as e:
             raise InputRejected(f"cannot read data ({e})", path=self.path, tensor=name) from e
 
+    @property
+    def architecture_kind(self):
+        return "keras" if self.has_architecture else None
+
+    def architecture(self):
+        """A Keras full-model .h5 rebuilt by ``keras.saving.load_model`` in safe mode."""
+        if not self.has_architecture:
+            return super().architecture()
+        from mwconv.modelio import keras_api
+        keras = keras_api()
+        try:
+            return keras.saving.load_model(self.path, compile=False, safe_mode=True)
+        except (ValueError, TypeError, KeyError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputRejected(f"cannot rebuild the model stored in this file ({first}); pass --model",
+                                path=self.path) from e
+
     def manifest(self):
         return self._manifest
 

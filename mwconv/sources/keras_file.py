@@ -54,6 +54,7 @@ def load_keras_model(path, compile=False):
 class KerasSource(Source):
     format = "keras"
     has_architecture = True
+    architecture_kind = "keras"
 
     def __init__(self, path, model=None):
         super().__init__(path)
@@ -72,6 +73,12 @@ class KerasSource(Source):
 
     def _read(self, name):
         return np.asarray(self._vars[name].numpy())
+
+    def architecture(self):
+        return self.model
+
+    def release_architecture(self):
+        self.model = None   # the variables stay reachable through _vars until injected
 
     def partition(self):
         return dict(self._trainable)

@@ -16,6 +16,7 @@ MANIFEST_KEY = "mwconv_manifest"
 class OnnxSource(Source):
     format = "onnx"
     default_layout = "onnx"
+    architecture_kind = "onnx-graph"
     has_architecture = True
 
     def __init__(self, path):
@@ -104,6 +105,14 @@ class OnnxSource(Source):
             return arr.astype(info.dtype, copy=False).reshape(info.shape)
         from onnx import numpy_helper
         return numpy_helper.to_array(self._tensors[name])
+
+    def consumers(self):
+        usage = {}
+        for node in self.model.graph.node:
+            attrs = {a.name: a.i for a in node.attribute if a.type == a.INT}
+            for i, name in enumerate(node.input):
+                usage.setdefault(name, (node.op_type, i, attrs))
+        return usage
 
     def manifest(self):
         return self._manifest

@@ -15,7 +15,8 @@ import numpy as np
 
 from mwconv.errors import UsageError
 from mwconv.manifest import sha256_array
-from mwconv.verification import modelio, probes
+from mwconv import modelio
+from mwconv.verification import probes
 from mwconv.verification.artifacts import open_artifact
 from mwconv.verification.compare import compare_devices, compare_outputs
 from mwconv.verification.report import CHECKS, FAIL, PASS, SKIPPED, Check, VerifyReport
@@ -27,17 +28,14 @@ STATISTICS = ("moving_mean", "moving_variance")
 def _reference(reference):
     if reference is None:
         return None, "the artifact's manifest"
-    keras = modelio._keras()
+    keras = modelio.keras_api()
     if isinstance(reference, keras.Model):
         return reference, f"in-memory model '{reference.name}'"
     path = os.fspath(reference)
     from mwconv.sources import open_source
     with open_source(path) as src:
-        if src.format == "keras":
-            return src.model, path
-        if src.format == "hdf5" and src.has_architecture:
-            from mwconv.convert.target import model_from_source
-            return model_from_source(src), path
+        if src.architecture_kind == "keras":
+            return src.architecture(), path
     raise UsageError("--reference must be a .keras file, a Keras full-model .h5 or a Keras model object "
                      "(other sources go to --source)", path=path)
 
@@ -182,7 +180,7 @@ def check_train_step(art, inputs, ref_outputs):
     model = art.keras_model()
     if model is None:
         return Check("train-step", SKIPPED, f"{art.kind} artifacts do not reload as trainable Keras models")
-    keras = modelio._keras()
+    keras = modelio.keras_api()
     before = modelio.weights_by_path(model)
     rng = np.random.default_rng(7)
     targets = [rng.standard_normal(np.shape(o)).astype(np.float32) for o in ref_outputs]

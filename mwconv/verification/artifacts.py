@@ -8,7 +8,7 @@ import numpy as np
 
 from mwconv.errors import InputRejected
 from mwconv.sources import detect_format
-from mwconv.verification import modelio
+from mwconv import modelio
 
 
 class Artifact:
@@ -46,7 +46,7 @@ class Artifact:
 
 def keras_devices():
     """Visible devices as Keras device names (cpu first)."""
-    keras = modelio._keras()
+    keras = modelio.keras_api()
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -82,7 +82,7 @@ class KerasArtifact(Artifact):
     def run(self, inputs, device=None):
         if device is None:
             return modelio.call_model(self.model, inputs)
-        keras = modelio._keras()
+        keras = modelio.keras_api()
         with keras.device(device):
             return modelio.call_model(self.model, inputs)
 
@@ -111,7 +111,7 @@ class WeightsOnlyArtifact(KerasArtifact):
         return {p: (v, flags.get(p)) for p, (v, _) in modelio.weights_by_path(self.model).items()}
 
     def keras_model(self):
-        keras = modelio._keras()
+        keras = modelio.keras_api()
         model = keras.models.clone_model(self.reference_model)
         self._fill(model)
         return model

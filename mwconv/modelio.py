@@ -1,9 +1,17 @@
-"""Calling Keras models by input name, and naming their outputs."""
+"""Model I/O shared by import, export and verify: Keras loaded quietly with
+mwconv's layers registered, inputs by name, outputs named, weights by path with
+their effective trainable flags, and variables Keras does not track.
+
+>>> specs = input_specs(model)          # doctest: +SKIP
+>>> [name for name, _, _ in specs]
+['image', 'ids']
+"""
 
 import numpy as np
 
 
-def _keras():
+def keras_api():
+    """The ``keras`` module, imported quietly, with mwconv's layers registered."""
     from mwconv._quiet import import_quietly
     keras = import_quietly("keras")
     import mwconv.layers  # noqa: F401
@@ -12,14 +20,14 @@ def _keras():
 
 def input_specs(model):
     """[(name, shape, dtype)] in the model's flat input order."""
-    keras = _keras()
+    keras = keras_api()
     struct = getattr(model, "_inputs_struct", None)
     tensors = keras.tree.flatten(struct) if struct is not None else list(model.inputs)
     return [(t.name, tuple(t.shape), str(t.dtype)) for t in tensors]
 
 
 def output_names(model):
-    keras = _keras()
+    keras = keras_api()
     names = []
     for t in keras.tree.flatten(model.outputs):
         history = getattr(t, "_keras_history", None)
@@ -31,7 +39,7 @@ def output_names(model):
 
 def pack_inputs(model, inputs):
     """Arrange ``{name: array}`` the way the model was built (dict, list or single)."""
-    keras = _keras()
+    keras = keras_api()
     struct = getattr(model, "_inputs_struct", None)
     names = [n for n, _, _ in input_specs(model)]
     flat = [inputs[n] for n in names]
@@ -41,15 +49,20 @@ def pack_inputs(model, inputs):
 
 
 def call_model(model, inputs):
-    keras = _keras()
+    keras = keras_api()
     out = model(pack_inputs(model, inputs), training=False)
     return [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(out)]
 
 
+def trainable_ids(model):
+    """ids of the variables Keras trains (a layer frozen with ``trainable = False`` included)."""
+    return {id(v) for v in model.trainable_weights}
+
+
 def weights_by_path(model):
     """{path: (value, trainable)} with Keras's effective trainable flag."""
-    keras = _keras()
-    trainable = {id(v) for v in model.trainable_weights}
+    keras = keras_api()
+    trainable = trainable_ids(model)
     return {v.path: (np.array(keras.ops.convert_to_numpy(v.value)), id(v) in trainable) for v in model.weights}
 
 
