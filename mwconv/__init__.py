@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "load_model": "mwconv.loading",
-    "open_source": "mwconv.sources",
-    "detect_format": "mwconv.sources",
+    "open_source": "mwconv.formats",
+    "detect_format": "mwconv.formats",
     "inspect_source": "mwconv.inspect",
     "write_fixtures": "mwconv.fixtures",
     "import_weights": "mwconv.convert.importer",

@@ -1,7 +1,7 @@
 """``mwconv inspect``: what a weight source holds, as a JSON-able report."""
 
 from mwconv import progress
-from mwconv.sources import open_source
+from mwconv.formats import open_source
 
 
 def _row(src, name, partition, with_hash):

@@ -16,11 +16,11 @@ def load_model(path, *, compile=False):
 
     Raises InputRejected (corrupt archive, unsafe content) or UsageError (not a .keras file).
     """
-    from mwconv.sources.detect import detect_format
+    from mwconv.formats.detect import detect_format
 
     fmt = detect_format(path)
     if fmt != "keras":
         hint = " (load a SavedModel with tf.saved_model.load)" if fmt == "saved_model" else ""
         raise UsageError(f"load_model reads .keras files; this is {fmt}{hint}", path=os.fspath(path))
-    from mwconv.sources.keras_file import load_keras_model
+    from mwconv.formats.keras_file import load_keras_model
     return load_keras_model(path, compile=compile)

@@ -9,7 +9,6 @@ import os
 import numpy as np
 
 SCHEMA_VERSION = 1
-KERAS_MEMBER = "mwconv_manifest.json"
 
 
 def sha256_array(arr):

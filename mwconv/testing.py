@@ -95,7 +95,7 @@ def saved_model_contract(model, directory):
     """``tf.saved_model.save`` then ``tf.saved_model.load``: every variable keeps its flag and value."""
     import tensorflow as tf
 
-    from mwconv.sources.saved_model import restored_variables
+    from mwconv.formats.saved_model import restored_variables
 
     tf.saved_model.save(model, directory)
     restored = restored_variables(tf.saved_model.load(directory))

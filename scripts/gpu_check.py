@@ -57,7 +57,7 @@ def check(model, folder, devices):
     import mwconv
     from mwconv import modelio
     from mwconv.verification import probes
-    from mwconv.verification.artifacts import open_artifact
+    from mwconv.formats import open_artifact
 
     path = os.path.join(folder, f"{model.name}.keras")
     model.save(path)
@@ -83,7 +83,7 @@ def main():
     _quiet.quiet_tensorflow()
     import keras
 
-    from mwconv.verification.artifacts import keras_devices
+    from mwconv.formats.artifact import keras_devices
 
     backend = keras.backend.backend()
     devices = args.devices.split(",") if args.devices else None

@@ -55,7 +55,7 @@ def expected_flags(model):
 def test_saved_model_keeps_every_trainable_flag(every_kind):
     import tensorflow as tf
 
-    from mwconv.sources.saved_model import SavedModelSource
+    from mwconv.formats.saved_model import SavedModelSource
 
     model, path = every_kind["model"], every_kind["saved_model"].path
     with SavedModelSource(path) as src:
@@ -94,7 +94,7 @@ def test_saved_model_serves_other_batch_sizes(every_kind):
 def test_layer_frozen_with_trainable_false_is_recorded_frozen(samples, tmp_path):
     # keras3_model.keras freezes its conv layer with layer.trainable = False, whose
     # tf.Variables are still trainable: the export must record the Keras flag
-    from mwconv.sources.saved_model import SavedModelSource
+    from mwconv.formats.saved_model import SavedModelSource
 
     code, doc, err = run_json("export", samples / "keras3_model.keras", "--format", "saved_model", "-o",
                               tmp_path / "sm")
@@ -235,8 +235,9 @@ def test_onnx_external_data_path(every_kind, tmp_path, monkeypatch):
     import onnx
 
     from mwconv.convert import exporter
+    from mwconv.formats import onnx_file
 
-    monkeypatch.setattr(exporter, "ONNX_EXTERNAL_THRESHOLD", 0)
+    monkeypatch.setattr(onnx_file, "ONNX_EXTERNAL_THRESHOLD", 0)
     result = exporter.export(every_kind["keras_src"], "onnx", tmp_path / "big.onnx")
     assert result.report.ok, result.report.format()
     assert sorted(os.listdir(tmp_path)) == ["big.onnx", "big.onnx.data"]

@@ -190,7 +190,7 @@ def test_onnx_initializers_into_factory(tmp_path):
 
 # -- 6. reload keeps weights, flags, outputs ----------------------------------------
 def test_python_api_and_reload(samples, tmp_path):
-    from mwconv.convert.writers import save_keras
+    from mwconv.formats.keras_file import save_keras
     from mwconv.manifest import build_manifest
 
     model, report = import_weights(samples / "tfkeras2_full.h5", train=["fc1/*"])

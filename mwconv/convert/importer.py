@@ -19,7 +19,7 @@ from mwconv.convert.matching import match
 from mwconv.convert.rules import load_rules
 from mwconv.convert.target import catalogue, load_model_spec
 from mwconv.errors import InputRejected
-from mwconv.sources import open_source
+from mwconv.formats import open_source
 
 
 @dataclasses.dataclass
@@ -114,7 +114,7 @@ def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), 
     result, report = _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused,
                              allow_nonfinite, channels_last)
     if output is not None:
-        from mwconv.convert.writers import save_keras
+        from mwconv.formats.keras_file import save_keras
         from mwconv.manifest import build_manifest
         save_keras(result, output, build_manifest(result, report.provenance), force=force)
     return result, report
@@ -199,7 +199,7 @@ def _assign(layer, var, value):
 
 def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite,
             channels_last=False):
-    from mwconv.convert.mixing import check_same_paths, mixed_config, model_from_config, restore_initializers
+    from mwconv.layers.conversion import check_same_paths, mixed_config, model_from_config, restore_initializers
     from mwconv.modelio import keras_api
     keras = keras_api()
 

@@ -25,7 +25,7 @@ def _check_model(obj, spec):
 def load_model_spec(spec):
     """``model.keras``, ``package.module:function`` or ``path/to/file.py:function``."""
     if spec.endswith(".keras") or os.path.isfile(spec):
-        from mwconv.sources.keras_file import load_keras_model
+        from mwconv.formats.keras_file import load_keras_model
         return _check_model(load_keras_model(spec), spec)
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
@@ -63,8 +63,8 @@ def _snake(name):
 
 def saved_order(layer):
     """The layer's variables in the order its save_own_variables writes them."""
-    if hasattr(layer, "_saved_variables"):
-        return layer._saved_variables()
+    if hasattr(layer, "saved_variables"):
+        return layer.saved_variables()
     return list(layer._trainable_variables) + list(layer._non_trainable_variables)
 
 

@@ -1,2 +1,63 @@
-"""What mwconv knows about each file format. ``names`` is light (no framework
-imports) so the command line can list choices without loading anything."""
+"""Every file format mwconv knows, one object each (``Format``): its name,
+extensions, magic-byte sniffer, reader, writer, artifact, manifest location,
+whether it records trainable flags and how closely its outputs must match.
+
+>>> by_name("onnx").manifest_location
+'the mwconv_manifest entry of metadata_props'
+>>> [f.name for f in export_formats()]
+['saved_model', 'keras', 'weights_h5', 'onnx', 'safetensors']
+
+Adding a format: a module in this package that defines a ``Source`` subclass
+(the reader), a ``Format`` object and, for export formats, a writer and an
+``Artifact``; then one line in ``_registry`` below (see docs/architecture.md).
+``names`` stays light (no framework imports) for the command line.
+"""
+
+from mwconv.formats.base import Source, TensorInfo
+from mwconv.formats.detect import detect_format
+from mwconv.formats.names import EXPORT_FORMATS
+
+__all__ = ["Source", "TensorInfo", "by_name", "detect_format", "export_formats", "open_artifact", "open_source",
+           "source_formats"]
+
+
+def _registry():
+    """Every Format, in the order their sniffers are tried."""
+    from mwconv.formats import hdf5, keras_file, numpy_files, onnx_file, safetensors_file, saved_model
+    return (safetensors_file.FORMAT, hdf5.HDF5, numpy_files.NPY, keras_file.FORMAT, numpy_files.NPZ,
+            onnx_file.FORMAT, saved_model.FORMAT, hdf5.WEIGHTS_H5)
+
+
+def source_formats():
+    """The formats ``detect_format`` can name, in sniffing order."""
+    return tuple(f for f in _registry() if f.name != "weights_h5")
+
+
+def export_formats():
+    """The formats ``mwconv export`` writes, in the command line's order."""
+    by = {f.name: f for f in _registry()}
+    return tuple(by[name] for name in EXPORT_FORMATS)
+
+
+def by_name(name):
+    """The Format called ``name`` (KeyError if there is none)."""
+    return {f.name: f for f in _registry()}[name]
+
+
+def open_source(path):
+    """Open any supported weight file or SavedModel folder; the format comes from its bytes.
+
+    >>> with open_source("weights.h5") as src:          # doctest: +SKIP
+    ...     print(src.format, src.keys()[:3])
+    ...     kernel = src.get_tensor("dense/dense/kernel:0")
+
+    Raises :class:`mwconv.errors.InputRejected` for unreadable, corrupt or unsafe
+    input, naming the file and the tensor.
+    """
+    return by_name(detect_format(path)).open_source(path)
+
+
+def open_artifact(path, reference_model=None, format_name=None):
+    """The artifact under verification at ``path``; ``format_name`` when the caller knows it
+    (an export just wrote it), else detected from its bytes."""
+    return by_name(format_name or detect_format(path)).open_artifact(path, reference_model)

@@ -91,7 +91,14 @@ class MixedWeightsMixin:
         pass
 
     # -- save in the stock order ---------------------------------------------
-    def _saved_variables(self):
+    def stock_trainable_names(self):
+        """Names of the weights the stock layer would create trainable (extras such as
+        adapters excluded), in creation order."""
+        return [n for n, requested, extra in self._mixed_order if requested and not extra]
+
+    def saved_variables(self):
+        """The layer's variables in the order the stock layer saves them (its trainable
+        weights, then its non-trainable ones, then mwconv's extras), whatever is frozen."""
         by_name = {}
         for v in self._trainable_variables + self._non_trainable_variables:
             by_name.setdefault(v.name, v)
@@ -103,13 +110,13 @@ class MixedWeightsMixin:
     def save_own_variables(self, store):
         if not self.built:
             return
-        for i, v in enumerate(self._saved_variables()):
+        for i, v in enumerate(self.saved_variables()):
             store[str(i)] = v
 
     def load_own_variables(self, store):
         if not self.built:
             return
-        variables = self._saved_variables()
+        variables = self.saved_variables()
         if len(store.keys()) != len(variables):
             raise ValueError(
                 f"Layer '{self.name}' expects {len(variables)} weights "

@@ -6,8 +6,15 @@ is executed."""
 import json
 import os
 
+import numpy as np
+
 from mwconv.errors import InputRejected
-from mwconv.sources.base import Source
+from mwconv.formats.artifact import Artifact
+from mwconv.formats.base import Source
+from mwconv.formats.format import Format
+from mwconv.formats.tf_functions import serving_function, with_tf_flags
+from mwconv.manifest import dumps
+from mwconv.outputs import atomic_output
 
 MANIFEST_FILE = os.path.join("assets.extra", "mwconv_manifest.json")
 
@@ -101,3 +108,77 @@ def restored_variables(loaded):
         except (TypeError, ValueError):
             continue
     return found
+
+
+# -- writing ----------------------------------------------------------------------
+def _write_staged(model, staged, manifest):
+    import tensorflow as tf
+
+    model = with_tf_flags(model)
+    serve, _ = serving_function(model)
+    weights = {id(v) for v in model.weights}
+    root = tf.__internal__.tracking.AutoTrackable()
+    trainable = {id(v) for v in model.trainable_weights}
+    # every variable is referenced from these lists and stored once
+    root.trainable_variables = [v.value for v in model.weights if id(v) in trainable]
+    root.non_trainable_variables = [v.value for v in model.weights if id(v) not in trainable]
+    root.variables = [v.value for v in model.weights]
+    root.other_state = [v.value for v in model.variables if id(v) not in weights]
+    root.serve = serve
+    tf.saved_model.save(root, staged, signatures={"serving_default": serve.get_concrete_function()})
+    os.makedirs(os.path.join(staged, "assets.extra"), exist_ok=True)
+    with open(os.path.join(staged, "assets.extra", "mwconv_manifest.json"), "w", encoding="utf8") as f:
+        f.write(dumps(manifest))
+
+
+def write(model, out, manifest, options):
+    """A SavedModel folder: serving_default signature, every weight stored once with its flag."""
+    with atomic_output(out, force=options.force) as staged:
+        _write_staged(model, staged, manifest)
+
+
+# -- verifying ----------------------------------------------------------------------
+class SavedModelArtifact(Artifact):
+    kind = "saved_model"
+
+    def __init__(self, path, reference_model=None):
+        super().__init__(path)
+        from mwconv._quiet import import_quietly
+        tf = import_quietly("tensorflow")
+        self.source = SavedModelSource(self.path)
+        self.manifest = self.source.manifest()
+        self.loaded = tf.saved_model.load(self.path)
+        if "serving_default" not in self.loaded.signatures:
+            raise InputRejected("has no serving_default signature", path=self.path)
+        self.fn = self.loaded.signatures["serving_default"]
+
+    def weights(self):
+        flags = self.source.partition()
+        return {n: (np.asarray(self.source.get_tensor(n)), flags[n]) for n in self.source.keys()}
+
+    def input_specs(self):
+        _, kwargs = self.fn.structured_input_signature
+        return [(name, tuple(spec.shape), spec.dtype.name) for name, spec in sorted(kwargs.items())]
+
+    def output_names(self):
+        return sorted(self.fn.structured_outputs)
+
+    def run(self, inputs, device=None):
+        import tensorflow as tf
+        feed = {n: tf.constant(inputs[n]) for n, _, _ in self.input_specs()}
+        if device is None:
+            out = self.fn(**feed)
+        else:
+            with tf.device(device):
+                out = self.fn(**feed)
+        return [np.asarray(out[n]) for n in self.output_names()]
+
+
+
+def _sniff(path, head):
+    return False   # a folder: detect_format recognises it by its saved_model.pb
+
+
+FORMAT = Format("saved_model", "TensorFlow SavedModel", (), None, "mwconv.formats.saved_model:SavedModelSource",
+                "assets.extra/mwconv_manifest.json", records_trainable=True,
+                artifact="mwconv.formats.saved_model:SavedModelArtifact", write=write)

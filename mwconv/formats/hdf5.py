@@ -2,13 +2,19 @@
 full-model files, and generic trees of datasets. h5py datasets are lazy, so a
 tensor is only read when asked for."""
 
+import dataclasses
 import json
 
 import h5py
 import numpy as np
 
 from mwconv.errors import InputRejected
-from mwconv.sources.base import Source
+from mwconv.formats.artifact import WeightsOnlyArtifact
+from mwconv.formats.base import Source
+from mwconv.formats.format import Format
+from mwconv.formats.sniff import HDF5_MAGIC
+from mwconv.manifest import dumps
+from mwconv.outputs import atomic_output
 
 MANIFEST_ATTR = "mwconv_manifest"
 
@@ -145,8 +151,69 @@ class HDF5Source(Source):
             raise InputRejected(f"cannot rebuild the model stored in this file ({first}); pass --model",
                                 path=self.path) from e
 
+    def run_model(self, inputs):
+        """A Keras full-model .h5 run by tf-keras itself (Lambda layers are never run)."""
+        if not self.has_architecture:
+            return super().run_model(inputs)
+        config = self._file.attrs.get("model_config")
+        if b"Lambda" in (config if isinstance(config, bytes) else str(config).encode()):
+            return None, "the source holds a Lambda layer, which is not run (unsafe)"
+        from mwconv._quiet import import_quietly
+        tf_keras = import_quietly("tf_keras")
+        model = tf_keras.models.load_model(self.path, compile=False)
+        names = [t.name.split(":")[0] for t in model.inputs]
+        if not all(n in inputs for n in names):
+            return None, f"the source's inputs {names} are not the artifact's"
+        feed = [inputs[n] for n in names]
+        out = model(feed if len(feed) > 1 else feed[0], training=False)
+        return [np.asarray(o) for o in (out if isinstance(out, (list, tuple)) else [out])], None
+
     def manifest(self):
         return self._manifest
 
     def close(self):
         self._file.close()
+
+
+# -- writing a Keras 3 .weights.h5 -----------------------------------------------
+# -- weights .h5 ---------------------------------------------------------------------
+def _write_weights(model, staged, manifest):
+    model.save_weights(staged)
+    with h5py.File(staged, "a") as f:
+        f.attrs["mwconv_manifest"] = dumps(manifest)
+
+
+def write(model, out, manifest, options):
+    """Keras's own ``save_weights`` layout, the manifest as a root attribute."""
+    with atomic_output(out, force=options.force) as staged:
+        _write_weights(model, staged, manifest)
+
+
+# -- verifying ----------------------------------------------------------------------
+class WeightsH5Artifact(WeightsOnlyArtifact):
+    """A Keras 3 ``.weights.h5``; the architecture comes from the reference model."""
+
+    kind = "weights_h5"
+
+    def _read_manifest(self):
+        import h5py
+        with h5py.File(self.path, "r") as f:
+            text = f.attrs.get("mwconv_manifest")
+        return json.loads(text) if text is not None else None
+
+    def _fill(self, model):
+        try:
+            model.load_weights(self.path)
+        except (ValueError, OSError, KeyError) as e:
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise InputRejected(f"does not load into the reference architecture ({first})", path=self.path) from e
+
+
+
+def _sniff(path, head):
+    return head.startswith(HDF5_MAGIC)
+
+
+HDF5 = Format("hdf5", "HDF5", (".h5", ".hdf5"), _sniff, "mwconv.formats.hdf5:HDF5Source",
+              f"the {MANIFEST_ATTR} root attribute", artifact="mwconv.formats.hdf5:WeightsH5Artifact")
+WEIGHTS_H5 = dataclasses.replace(HDF5, name="weights_h5", title="Keras 3 .weights.h5", sniff=None, write=write)

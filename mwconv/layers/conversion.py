@@ -11,9 +11,8 @@ from mwconv.errors import InputRejected
 
 
 def _stock_trainable_names(layer):
-    order = getattr(layer, "_mixed_order", None)
-    if order:
-        return [n for n, requested, extra in order if requested and not extra]
+    if hasattr(layer, "stock_trainable_names"):
+        return layer.stock_trainable_names()
     return [v.name for v in layer._trainable_variables]
 
 

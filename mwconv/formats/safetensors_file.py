@@ -13,8 +13,11 @@ import os
 import numpy as np
 
 from mwconv.errors import InputRejected
-from mwconv.formats import safetensors as st
-from mwconv.sources.base import Source, resolve_inside
+from mwconv.formats import safetensors_layout as st
+from mwconv.formats.artifact import WeightsOnlyArtifact
+from mwconv.formats.base import Source, resolve_inside
+from mwconv.formats.format import Format
+from mwconv.outputs import atomic_output
 
 MANIFEST_KEY = "mwconv_manifest"
 _MAX_INDEX_BYTES = 64 << 20
@@ -118,3 +121,63 @@ class SafetensorsSource(Source):
 
     def close(self):
         self._handles.clear()
+
+
+# -- writing ----------------------------------------------------------------------
+# -- safetensors --------------------------------------------------------------------
+def write_safetensors(model, staged, manifest):
+    """Every weight under its Keras path, in Keras layout, streamed one at a time;
+    the manifest (with the trainable flags) in the header's ``__metadata__``."""
+    from mwconv import progress
+    from mwconv.formats import safetensors_layout as st
+    from mwconv import modelio
+
+    keras = modelio.keras_api()
+    tensors = [(v.path, tuple(v.shape), np.dtype(st.numpy_dtype(v.dtype)).name,
+                lambda v=v: keras.ops.convert_to_numpy(v.value)) for v in model.weights]
+    total = sum(int(np.prod(shape, dtype=np.int64)) * st.numpy_dtype(dtype).itemsize for _, shape, dtype, _ in tensors)
+    metadata = {"mwconv_manifest": json.dumps(manifest), "format": "keras", "layout": "keras"}
+    with progress.tensor_bar("writing safetensors", total) as bar:
+        st.write(staged, tensors, metadata, on_tensor=lambda name, n: bar.update(n))
+
+
+def write(model, out, manifest, options):
+    with atomic_output(out, force=options.force) as staged:
+        write_safetensors(model, staged, manifest)
+
+
+# -- verifying ----------------------------------------------------------------------
+class SafetensorsArtifact(WeightsOnlyArtifact):
+    """A safetensors file of Keras weight paths; the architecture comes from the reference model.
+    Its own tensors are compared (missing and extra names show in the partition check)."""
+
+    kind = "safetensors"
+
+    def _read_manifest(self):
+        with SafetensorsSource(self.path) as src:
+            return src.manifest()
+
+    def weights(self):
+        flags = self._flags()
+        with SafetensorsSource(self.path) as src:
+            return {n: (np.asarray(src.get_tensor(n)), flags.get(n)) for n in src.keys()}
+
+    def _fill(self, model):
+        with SafetensorsSource(self.path) as src:
+            present = set(src.keys())
+            for v in model.weights:
+                if v.path in present and tuple(src.info(v.path).shape) == tuple(v.shape):
+                    v.assign(src.get_tensor(v.path))
+
+
+
+def _sniff(path, head):
+    if st.looks_like(head, os.path.getsize(path)):
+        return True
+    # a sharded checkpoint's index (JSON has no magic bytes); the reader checks its weight_map
+    return path.lower().endswith(st.INDEX_SUFFIX) and head.lstrip()[:1] == b"{"
+
+
+FORMAT = Format("safetensors", "safetensors", (".safetensors", ".json"), _sniff,
+                "mwconv.formats.safetensors_file:SafetensorsSource", f"the header's __metadata__ ({MANIFEST_KEY})",
+                artifact="mwconv.formats.safetensors_file:SafetensorsArtifact", write=write)

@@ -3,12 +3,18 @@ with ``keras.saving.load_model`` in safe mode (mwconv's layers registered), and
 weights are listed by their Keras path with their trainable flag."""
 
 import json
+import os
 import zipfile
 
 import numpy as np
 
 from mwconv.errors import InputRejected
-from mwconv.sources.base import BOMB_FLOOR, BOMB_RATIO, Source
+from mwconv.errors import UsageError
+from mwconv.formats.base import BOMB_FLOOR, BOMB_RATIO, Source
+from mwconv.formats.format import Format
+from mwconv.formats.sniff import zip_names
+from mwconv.manifest import dumps
+from mwconv.outputs import atomic_output
 
 MANIFEST_MEMBER = "mwconv_manifest.json"
 
@@ -33,9 +39,17 @@ def check_keras_zip(path):
     return config, manifest
 
 
-def load_keras_model(path, compile=False):
-    """Load a ``.keras`` file in safe mode; expected failures become InputRejected."""
-    check_keras_zip(path)
+def read_keras(path):
+    """``(model, embedded manifest or None)``: the archive checked once, the model loaded once."""
+    _, manifest = check_keras_zip(path)
+    return load_keras_model(path, checked=True), manifest
+
+
+def load_keras_model(path, compile=False, checked=False):
+    """Load a ``.keras`` file in safe mode (the archive checked first unless ``checked``);
+    expected failures become InputRejected."""
+    if not checked:
+        check_keras_zip(path)
     from mwconv._quiet import import_quietly
     keras = import_quietly("keras")
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
@@ -59,7 +73,7 @@ class KerasSource(Source):
     def __init__(self, path, model=None):
         super().__init__(path)
         config, self._manifest = check_keras_zip(self.path)
-        self.model = model if model is not None else load_keras_model(self.path)
+        self.model = model if model is not None else load_keras_model(self.path, checked=True)
         trainable_ids = {id(v) for v in self.model.trainable_weights}
         self._vars = {}
         self._trainable = {}
@@ -77,6 +91,10 @@ class KerasSource(Source):
     def architecture(self):
         return self.model
 
+    def run_model(self, inputs):
+        from mwconv import modelio
+        return modelio.call_model(self.model, inputs), None
+
     def release_architecture(self):
         self.model = None   # the variables stay reachable through _vars until injected
 
@@ -85,3 +103,29 @@ class KerasSource(Source):
 
     def manifest(self):
         return self._manifest
+
+
+# -- writing ----------------------------------------------------------------------
+def save_keras(model, out, manifest, force=False):
+    """Write a ``.keras`` file with the manifest as the zip member ``mwconv_manifest.json``."""
+    if not str(out).endswith(".keras"):
+        raise UsageError("a Keras model file must end with .keras", path=out)
+    with atomic_output(out, force=force) as tmp:
+        model.save(tmp)
+        with zipfile.ZipFile(tmp, "a") as zf:
+            zf.writestr(MANIFEST_MEMBER, dumps(manifest))
+    return os.path.abspath(out)
+
+
+def write(model, out, manifest, options):
+    save_keras(model, out, manifest, force=options.force)
+
+
+def _sniff(path, head):
+    names = zip_names(path, head)
+    return names is not None and "config.json" in names and ("model.weights.h5" in names or "metadata.json" in names)
+
+
+FORMAT = Format("keras", "Keras .keras zip", (".keras",), _sniff, "mwconv.formats.keras_file:KerasSource",
+                f"the {MANIFEST_MEMBER} zip member", records_trainable=True,
+                artifact="mwconv.formats.artifact:KerasArtifact", write=write)

@@ -10,7 +10,9 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from mwconv.errors import InputRejected
-from mwconv.sources.base import Source
+from mwconv.formats.base import Source
+from mwconv.formats.format import Format
+from mwconv.formats.sniff import NPY_MAGIC, zip_names
 
 
 def _read_header(fp, path, name):
@@ -94,3 +96,16 @@ class NpzSource(Source):
 
     def close(self):
         self._zip.close()
+
+
+def _sniff_npy(path, head):
+    return head.startswith(NPY_MAGIC)
+
+
+def _sniff_npz(path, head):
+    names = zip_names(path, head)
+    return names is not None and (not names or all(n.endswith(".npy") for n in names))
+
+
+NPY = Format("npy", "NumPy .npy", (".npy",), _sniff_npy, "mwconv.formats.numpy_files:NpySource", "none (weights only)")
+NPZ = Format("npz", "NumPy .npz", (".npz",), _sniff_npz, "mwconv.formats.numpy_files:NpzSource", "none (weights only)")

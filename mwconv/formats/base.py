@@ -87,6 +87,12 @@ class Source:
         each tensor, where the source is a graph (ONNX); ``{}`` otherwise."""
         return {}
 
+    def run_model(self, inputs):
+        """``(outputs, None)``: the source's own model run by its own framework on ``inputs``
+        (a dict by input name), for verify's source check; or ``(None, reason)``."""
+        kind = "with" if self.has_architecture else "without"
+        return None, f"a {self.format} source {kind} architecture cannot run"
+
     def release_architecture(self):
         """Drop a rebuilt model the source holds, so its memory can be freed."""
 

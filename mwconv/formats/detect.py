@@ -1,0 +1,42 @@
+"""Format detection by magic bytes (never by extension alone)."""
+
+import os
+
+from mwconv.errors import InputRejected
+from mwconv.formats.sniff import describe, is_pickle, zip_names
+
+
+def detect_format(path):
+    """The name of the format that holds ``path`` (a file or a SavedModel folder), from
+    its bytes; raise InputRejected when none does or when the extension disagrees."""
+    from mwconv.formats import source_formats
+
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        raise InputRejected("no such file or directory", path=path)
+    if os.path.isdir(path):
+        if os.path.isfile(os.path.join(path, "saved_model.pb")):
+            return "saved_model"
+        raise InputRejected("is a directory but holds no saved_model.pb (not a SavedModel)", path=path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as e:
+        raise InputRejected(f"cannot read ({e.strerror})", path=path) from e
+    if not head:
+        raise InputRejected("file is empty", path=path)
+    if is_pickle(head):
+        raise InputRejected("holds Python pickle data (magic bytes 80 0x), which is never loaded: it can run code",
+                            path=path)
+    formats = source_formats()
+    found = next((f for f in formats if f.sniff is not None and f.sniff(path, head)), None)
+    if found is None:
+        what = "a ZIP archive that is neither .npz nor .keras" if zip_names(path, head) is not None else describe(head)
+        titles = ", ".join(f.title for f in formats)
+        raise InputRejected(f"unrecognised format ({what}); supported: {titles}", path=path)
+    ext = os.path.splitext(path)[1].lower()
+    claimed = next((f for f in formats if ext in f.extensions), None)
+    if claimed is not None and claimed is not found:
+        raise InputRejected(f"extension '{ext}' says {claimed.title} but the content is {found.title} "
+                            f"({describe(head)}); rename the file or check it", path=path)
+    return found.name

@@ -1,0 +1,294 @@
+"""ONNX sources: initializers and ``Constant`` node tensors, embedded or in
+external data files. The graph is parsed without loading external data; each
+tensor is read from its own byte range when asked for."""
+
+import json
+import os
+
+import numpy as np
+
+from mwconv.errors import InputRejected
+from mwconv.formats.artifact import Artifact
+from mwconv.formats.base import Source, resolve_inside
+from mwconv.formats.format import Format
+from mwconv.formats.tf_functions import serving_function, stateless_function
+from mwconv.outputs import atomic_output, check_target
+
+MANIFEST_KEY = "mwconv_manifest"
+
+
+class OnnxSource(Source):
+    format = "onnx"
+    default_layout = "onnx"
+    architecture_kind = "onnx-graph"
+    has_architecture = True
+
+    def __init__(self, path):
+        super().__init__(path)
+        import onnx
+        from google.protobuf.message import DecodeError
+
+        try:
+            self.model = onnx.load(self.path, load_external_data=False)
+        except (DecodeError, ValueError, OSError, RuntimeError) as e:
+            raise InputRejected(f"corrupt or truncated ONNX file ({type(e).__name__}: {e})", path=path) from e
+        if not self.model.HasField("graph"):
+            raise InputRejected("ONNX file has no graph (corrupt or not an ONNX model)", path=path)
+        self._tensors = {}
+        self._external = {}
+        graph = self.model.graph
+        for t in graph.initializer:
+            self._scan(t, t.name)
+        for node in graph.node:
+            if node.op_type == "Constant":
+                for attr in node.attribute:
+                    if attr.name == "value" and attr.HasField("t"):
+                        self._scan(attr.t, node.output[0])
+        init_names = {t.name for t in graph.initializer}
+        self._metadata.update({
+            "ir_version": self.model.ir_version,
+            "producer": f"{self.model.producer_name} {self.model.producer_version}".strip(),
+            "opset": {o.domain or "ai.onnx": o.version for o in self.model.opset_import},
+            "nodes": len(graph.node),
+            "op_types": sorted({n.op_type for n in graph.node}),
+            "inputs": [i.name for i in graph.input if i.name not in init_names],
+            "outputs": [o.name for o in graph.output],
+            "initializers_listed_as_inputs": sum(1 for i in graph.input if i.name in init_names),
+            "external_data": bool(self._external),
+        })
+        props = {p.key: p.value for p in self.model.metadata_props}
+        self._manifest = json.loads(props[MANIFEST_KEY]) if MANIFEST_KEY in props else None
+
+    def _scan(self, t, name):
+        import onnx
+        from onnx import helper
+
+        if t.data_type in (onnx.TensorProto.STRING, onnx.TensorProto.UNDEFINED):
+            return
+        try:
+            dtype = helper.tensor_dtype_to_np_dtype(t.data_type)
+        except (KeyError, ValueError) as e:
+            raise InputRejected(f"unsupported ONNX data type {t.data_type}", path=self.path, tensor=name) from e
+        info = self._add(name, list(t.dims), dtype)
+        self._tensors[name] = t
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            entries = {e.key: e.value for e in t.external_data}
+            location = entries.get("location", "")
+            real = resolve_inside(self.path, location, name)
+            offset = int(entries.get("offset", 0))
+            length = int(entries.get("length", info.nbytes))
+            present = max(0, min(length, os.path.getsize(real) - offset))
+            self._check_backed(name, present, f"bytes are present in '{location}'")
+            if present < info.nbytes:
+                raise InputRejected(f"declares {info.nbytes} bytes but '{location}' holds only {present} "
+                                    f"at offset {offset} (truncated)", path=self.path, tensor=name)
+            self._external[name] = (real, offset)
+        else:
+            present = len(t.raw_data) if t.raw_data else self._typed_count(t) * np.dtype(dtype).itemsize
+            self._check_backed(name, present)
+            if present < info.nbytes:
+                raise InputRejected(f"declares {info.nbytes} bytes but only {present} are embedded (truncated)",
+                                    path=self.path, tensor=name)
+
+    @staticmethod
+    def _typed_count(t):
+        for field in ("float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
+            n = len(getattr(t, field))
+            if n:
+                return n
+        return 0
+
+    def _read(self, name):
+        info = self._infos[name]
+        if name in self._external:
+            real, offset = self._external[name]
+            count = int(np.prod(info.shape, dtype=np.int64))
+            with open(real, "rb") as f:
+                f.seek(offset)
+                arr = np.fromfile(f, dtype=np.dtype(info.dtype).newbyteorder("<"), count=count)
+            return arr.astype(info.dtype, copy=False).reshape(info.shape)
+        from onnx import numpy_helper
+        return numpy_helper.to_array(self._tensors[name])
+
+    def run_model(self, inputs):
+        """The graph in onnxruntime, when the probe fits its inputs (same names and fixed dims)."""
+        import onnxruntime as ort
+        sess = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
+        feed = {}
+        for i in sess.get_inputs():
+            if i.name not in inputs:
+                return None, f"the source's input '{i.name}' is not among the artifact's inputs"
+            arr = inputs[i.name]
+            if len(i.shape) != arr.ndim or any(isinstance(d, int) and d != s for d, s in zip(i.shape, arr.shape)):
+                return None, f"the source's input '{i.name}' has shape {i.shape}, the probe {arr.shape} (other layout)"
+            feed[i.name] = arr.astype(np.int64) if "int64" in i.type else arr
+        return sess.run(None, feed), None
+
+    def consumers(self):
+        usage = {}
+        for node in self.model.graph.node:
+            attrs = {a.name: a.i for a in node.attribute if a.type == a.INT}
+            for i, name in enumerate(node.input):
+                usage.setdefault(name, (node.op_type, i, attrs))
+        return usage
+
+    def manifest(self):
+        return self._manifest
+
+
+# -- writing (tf2onnx) --------------------------------------------------------------
+ONNX_EXTERNAL_THRESHOLD = 1536 << 20   # weights above this go to external data (protobuf stops at 2 GiB)
+
+
+# -- ONNX ------------------------------------------------------------------------------
+def _unsupported_ops(proto):
+    import onnx
+    return sorted({n.op_type for n in proto.graph.node
+                   if (n.domain or "ai.onnx") == "ai.onnx" and not onnx.defs.has(n.op_type)})
+
+
+def _convert(tf2onnx, fn, signature, opset, target):
+    try:
+        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
+    except (ValueError, TypeError, RuntimeError, KeyError, NotImplementedError, AttributeError) as e:
+        from mwconv.errors import InputRejected
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputRejected(f"tf2onnx cannot convert this model ({type(e).__name__}: {first})", path=target) from e
+    unsupported = _unsupported_ops(proto)
+    if unsupported:
+        from mwconv.errors import InputRejected
+        raise InputRejected(f"tf2onnx cannot convert the TensorFlow ops {', '.join(unsupported)} to ONNX opset "
+                            f"{opset}; nothing was written", path=target)
+    return proto
+
+
+def _attach_external(proto, weights, model_path, data_path, data_name):
+    """Turn the weight graph inputs into initializers whose bytes go, one
+    variable at a time, into one external data file."""
+    import onnx
+    from onnx import helper
+
+    rename = {}
+    inputs = [i for i in proto.graph.input if i.name not in weights]
+    del proto.graph.input[:]
+    proto.graph.input.extend(inputs)
+    from mwconv import progress
+
+    offset = 0
+    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in weights.values())
+    with open(data_path, "wb") as f, progress.tensor_bar("writing ONNX external data", total) as bar:
+        for name, variable in weights.items():
+            value = np.ascontiguousarray(variable.numpy())
+            value = value.astype(value.dtype.newbyteorder("<"), copy=False)
+            pad = (-offset) % 4096
+            f.write(b"\0" * pad)
+            offset += pad
+            f.write(value.tobytes())
+            t = proto.graph.initializer.add()
+            t.name = variable.path
+            t.data_type = helper.np_dtype_to_tensor_dtype(value.dtype)
+            t.dims.extend(value.shape)
+            t.data_location = onnx.TensorProto.EXTERNAL
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(value.nbytes))):
+                e = t.external_data.add()
+                e.key, e.value = k, v
+            offset += value.nbytes
+            rename[name] = variable.path
+            bar.update(value.nbytes)
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    with open(model_path, "wb") as f:
+        f.write(proto.SerializeToString())
+
+
+def write(model, target, manifest, options):
+    """tf2onnx at ``options.opset``; external data beside the model beyond 1.5 GiB of weights."""
+    opset, force, progress = options.opset, options.force, options.progress
+    from mwconv._quiet import import_quietly
+    import_quietly("tensorflow")
+    tf2onnx = import_quietly("tf2onnx")
+    import onnx
+
+    weight_bytes = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    large = weight_bytes > ONNX_EXTERNAL_THRESHOLD
+    options.note(f"converting to ONNX opset {opset} with tf2onnx"
+                    + (" (external data: weights exceed the 2 GiB protobuf limit)" if large else ""))
+    if large:
+        fn, signature, weights = stateless_function(model)
+    else:
+        fn, signature = serving_function(model)
+    proto = _convert(tf2onnx, fn, signature, opset, target)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
+    data_name = os.path.basename(target) + ".data"
+    data_target = os.path.join(os.path.dirname(os.path.abspath(target)), data_name)
+    if large:
+        check_target(data_target, force)
+    with atomic_output(target, force=force) as staged:
+        if large:
+            staged_data = os.path.join(os.path.dirname(staged), data_name)
+            options.note(f"writing {weight_bytes} bytes of weights to {data_name}")
+            _attach_external(proto, weights, staged, staged_data, data_name)
+            os.replace(staged_data, data_target)
+        else:
+            onnx.save_model(proto, staged)
+
+
+# -- verifying ----------------------------------------------------------------------
+class OnnxArtifact(Artifact):
+    kind = "onnx"
+    trainable_flags = False
+    tolerance = "onnx"
+
+    def __init__(self, path, reference_model=None):
+        super().__init__(path)
+        self.source = OnnxSource(self.path)
+        self.manifest = self.source.manifest()
+        self._sessions = {}
+
+    def _session(self, provider):
+        if provider not in self._sessions:
+            import onnxruntime as ort
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            self._sessions[provider] = ort.InferenceSession(self.path, options, providers=[provider])
+        return self._sessions[provider]
+
+    def input_specs(self):
+        from onnx import helper
+        init = {t.name for t in self.source.model.graph.initializer}
+        specs = []
+        for i in self.source.model.graph.input:
+            if i.name in init:
+                continue
+            t = i.type.tensor_type
+            shape = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+            specs.append((i.name, shape, np.dtype(helper.tensor_dtype_to_np_dtype(t.elem_type)).name))
+        return specs
+
+    def output_names(self):
+        return [o.name for o in self.source.model.graph.output]
+
+    def devices(self):
+        import onnxruntime as ort
+        available = ort.get_available_providers()
+        return ["CPUExecutionProvider"] + [p for p in ("CUDAExecutionProvider",) if p in available]
+
+    def run(self, inputs, device=None):
+        sess = self._session(device or "CPUExecutionProvider")
+        feed = {n: inputs[n] for n, _, _ in self.input_specs()}
+        return [np.asarray(o) for o in sess.run(self.output_names(), feed)]
+
+
+
+def _sniff(path, head):
+    # ONNX ModelProto: field 1 (ir_version, varint) comes first in every file written by
+    # onnx; a protobuf varint key 0x08 then a small version number
+    return head[:1] == b"\x08" and 1 <= head[1] <= 32
+
+
+FORMAT = Format("onnx", "ONNX protobuf", (".onnx",), _sniff, "mwconv.formats.onnx_file:OnnxSource",
+                f"the {MANIFEST_KEY} entry of metadata_props", tolerance="onnx",
+                artifact="mwconv.formats.onnx_file:OnnxArtifact", write=write)
