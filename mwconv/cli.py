@@ -11,6 +11,7 @@ import click
 from mwconv import __version__
 from mwconv.errors import EXIT_CODES, MwconvError
 from mwconv.formats.names import EXPORT_FORMATS
+from mwconv.options import DEFAULT_OPSET, ExportOptions, ImportOptions, VerifyOptions
 
 EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
 
@@ -215,10 +216,10 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
     if output is None:
         output = workspace.default_import_output(source)
         _say(opts, f"no -o given: writing {os.path.relpath(output)}")
-    _, report = import_weights(source, model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
-                               allow_missing=allow_missing, allow_unused=allow_unused,
-                               allow_nonfinite=allow_nonfinite, output=output, force=force,
-                               channels_last=channels_last)
+    options = ImportOptions(model=model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
+                            allow_missing=allow_missing, allow_unused=allow_unused, allow_nonfinite=allow_nonfinite,
+                            channels_last=channels_last, output=output, force=force)
+    _, report = import_weights(source, options=options)
     workspace.record_import(output, source)
     if opts["json"]:
         click.echo(json.dumps({"ok": True, "output": output, **report.to_dict()}, indent=2, default=str))
@@ -245,7 +246,7 @@ def _progress(opts):
               "<model stem>_<format> (plus the format's suffix) in the current folder.")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--no-verify", is_flag=True, help="Skip the partition and outputs checks after writing.")
-@click.option("--opset", default=17, show_default=True, help="ONNX opset (--format onnx).")
+@click.option("--opset", default=DEFAULT_OPSET, show_default=True, help="ONNX opset (--format onnx).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @_common
 @click.pass_context
@@ -280,8 +281,8 @@ def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, ver
         output = workspace.default_export_output(model, fmt)
         _say(opts, f"no -o given: writing {os.path.relpath(output)}")
 
-    result = run_export(model, fmt, output, force=force, verify=not no_verify, opset=opset,
-                        progress=_progress(opts))
+    result = run_export(model, options=ExportOptions(format=fmt, output=output, force=force, verify=not no_verify,
+                                                     opset=opset, progress=_progress(opts)))
     if opts["json"]:
         click.echo(json.dumps({"ok": result.report is None or result.report.ok, **result.to_dict()}, indent=2,
                               default=str))
@@ -331,9 +332,10 @@ def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, 
     opts = _setup(ctx, as_json, verbose)
     from mwconv.verification import verify as run_verify
 
-    report = run_verify(artifact, reference, inputs=inputs, samples=samples, seed=seed, atol=atol, rtol=rtol,
-                        checks=checks.split(",") if checks else None, require=require,
-                        devices=devices.split(",") if devices else None, source=source)
+    options = VerifyOptions(reference=reference, inputs=inputs, samples=samples, seed=seed, atol=atol, rtol=rtol,
+                            checks=checks.split(",") if checks else None, require=require,
+                            devices=devices.split(",") if devices else None, source=source)
+    report = run_verify(artifact, options=options)
     if report_file:
         from mwconv.outputs import atomic_output
         with atomic_output(report_file, force=True) as tmp, open(tmp, "w", encoding="utf8") as f:

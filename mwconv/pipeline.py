@@ -15,16 +15,16 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from mwconv.errors import MwconvError, UsageError
+from mwconv.options import ExportOptions, ImportOptions, VerifyOptions, pipeline_schema
 
-# key -> (type check, description) per table; lists of tables for export
+# key -> kind per table ([[export]] is a list of tables); import, export and verify come
+# from the fields of their option classes, so every option is settable here
 SCHEMA = {
     "fixtures": {"directory": "path", "seed": int},
     "source": {"path": "path"},
-    "import": {"model": str, "map": "path", "layout": str, "freeze": [str], "train": [str],
-               "allow_missing": bool, "allow_unused": bool, "allow_nonfinite": bool, "output": "path"},
-    "export": {"format": str, "output": "path", "opset": int},
-    "verify": {"checks": [str], "require": [str], "inputs": "path", "atol": float, "rtol": float,
-               "samples": int, "seed": int, "devices": [str], "source": "path"},
+    "import": {key: kind for key, (_, kind) in pipeline_schema(ImportOptions).items()},
+    "export": {key: kind for key, (_, kind) in pipeline_schema(ExportOptions).items()},
+    "verify": {key: kind for key, (_, kind) in pipeline_schema(VerifyOptions).items()},
     "options": {"force": bool},
 }
 REQUIRED = {"source": ["path"], "import": ["output"], "export": ["format", "output"]}
@@ -95,6 +95,25 @@ def _type_name(kind):
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}[kind]
 
 
+def _check_entry(table, label, entry, path, base, where):
+    """Check one table's keys and value types; resolve its paths against ``base``."""
+    if not isinstance(entry, dict):
+        raise UsageError(f"[{label}] must be a table", path=path)
+    for key, value in entry.items():
+        if key not in SCHEMA[table]:
+            raise UsageError(f"unknown key '{label}.{key}'{where(key)}; known in [{table}]: "
+                             f"{', '.join(SCHEMA[table])}", path=path)
+        kind = SCHEMA[table][key]
+        if not _check_value(value, kind):
+            raise UsageError(f"key '{label}.{key}'{where(key)} must be {_type_name(kind)}, "
+                             f"got {type(value).__name__} {value!r}", path=path)
+        if kind == "path":
+            entry[key] = os.path.normpath(os.path.join(base, value))
+    for key in REQUIRED.get(table, []):
+        if key not in entry:
+            raise UsageError(f"[{label}] needs the key '{key}'", path=path)
+
+
 def load_pipeline(path):
     """Parse and validate a pipeline file; resolve relative paths. UsageError names the key and line."""
     path = os.fspath(path)
@@ -123,22 +142,7 @@ def load_pipeline(path):
     for table, body in doc.items():
         entries = body if table == "export" else [body]
         for i, entry in enumerate(entries):
-            label = f"export[{i}]" if table == "export" else table
-            if not isinstance(entry, dict):
-                raise UsageError(f"[{label}] must be a table", path=path)
-            for key, value in entry.items():
-                if key not in SCHEMA[table]:
-                    raise UsageError(f"unknown key '{label}.{key}'{where(key)}; known in [{table}]: "
-                                     f"{', '.join(SCHEMA[table])}", path=path)
-                kind = SCHEMA[table][key]
-                if not _check_value(value, kind):
-                    raise UsageError(f"key '{label}.{key}'{where(key)} must be {_type_name(kind)}, "
-                                     f"got {type(value).__name__} {value!r}", path=path)
-                if kind == "path":
-                    entry[key] = os.path.normpath(os.path.join(base, value))
-            for key in REQUIRED.get(table, []):
-                if key not in entry:
-                    raise UsageError(f"[{label}] needs the key '{key}'", path=path)
+            _check_entry(table, f"export[{i}]" if table == "export" else table, entry, path, base, where)
     for table in ("source", "import"):
         if table not in doc:
             raise UsageError(f"the pipeline needs a [{table}] table", path=path)
@@ -163,9 +167,10 @@ def run_pipeline(path, progress=None):
     return result
 
 
-def _note(progress, text):
-    if progress:
-        progress(text)
+def _options(cls, table, **extra):
+    """An option object from a pipeline table (keys as the file writes them)."""
+    schema = pipeline_schema(cls)
+    return cls(**{schema[key][0]: value for key, value in table.items()}, **extra)
 
 
 def _run(doc, result, progress):
@@ -175,35 +180,27 @@ def _run(doc, result, progress):
     from mwconv.verification import verify
 
     force = doc.get("options", {}).get("force", False)
+    note = progress or (lambda text: None)
+    # every option object first, so a bad value stops the pipeline before anything is written
+    imp = _options(ImportOptions, doc["import"], force=force)
+    exports = [_options(ExportOptions, e, force=force, verify=False, progress=progress) for e in doc.get("export", [])]
+    checks = _options(VerifyOptions, doc.get("verify", {}), reference=imp.output)
+    for target in [imp.output] + [e.output for e in exports]:
+        check_target(target, force)
     if "fixtures" in doc:
         from mwconv.fixtures import write_fixtures
-        _note(progress, f"writing sample sources to {doc['fixtures']['directory']}")
+        note(f"writing sample sources to {doc['fixtures']['directory']}")
         write_fixtures(doc["fixtures"]["directory"], seed=doc["fixtures"].get("seed", 0), force=True)
-    imp = doc["import"]
-    check_target(imp["output"], force)
-    for e in doc.get("export", []):
-        check_target(e["output"], force)
-    _note(progress, f"reading {doc['source']['path']}, injecting into the target model")
-    _, report = import_weights(
-        doc["source"]["path"], imp.get("model"), rules=imp.get("map"), layout=imp.get("layout", "auto"),
-        freeze=imp.get("freeze", ()), train=imp.get("train", ()), allow_missing=imp.get("allow_missing", False),
-        allow_unused=imp.get("allow_unused", False), allow_nonfinite=imp.get("allow_nonfinite", False),
-        output=imp["output"], force=force)
-    result.import_report = report.to_dict()
-    result.imported = imp["output"]
-    for e in doc.get("export", []):
-        _note(progress, f"exporting {e['format']} to {e['output']}")
-        os.makedirs(os.path.dirname(e["output"]) or ".", exist_ok=True)
-        exported = export(imp["output"], e["format"], e["output"], force=force, verify=False,
-                          opset=e.get("opset", 17), progress=progress)
-        result.exports.append(exported.to_dict())
-    v = doc.get("verify", {})
-    for e in doc.get("export", []):
-        _note(progress, f"verifying {e['output']}")
-        result.verifications.append(verify(
-            e["output"], imp["output"], inputs=v.get("inputs"), samples=v.get("samples", 4), seed=v.get("seed", 0),
-            atol=v.get("atol"), rtol=v.get("rtol"), checks=v.get("checks"), require=v.get("require", ()),
-            devices=v.get("devices"), source=v.get("source")))
+    note(f"reading {doc['source']['path']}, injecting into the target model")
+    _, report = import_weights(doc["source"]["path"], options=imp)
+    result.import_report, result.imported = report.to_dict(), imp.output
+    for e in exports:
+        note(f"exporting {e.format} to {e.output}")
+        os.makedirs(os.path.dirname(e.output) or ".", exist_ok=True)
+        result.exports.append(export(imp.output, options=e).to_dict())
+    for e in exports:
+        note(f"verifying {e.output}")
+        result.verifications.append(verify(e.output, options=checks))
     if not all(result.verifications):
         failed = [f"{r.artifact}: {', '.join(c.name for c in r.checks if c.status == 'fail')}"
                   for r in result.verifications if not r]

@@ -92,3 +92,37 @@ def test_relative_paths_resolve_against_the_pipeline_file(sandbox):
     assert doc["source"]["path"] == str(sandbox / "samples" / "torch_state_dict.npz")
     assert doc["import"]["model"] == f"{sandbox / 'examples' / 'torch_net.py'}:build"
     assert doc["import"]["map"] == str(sandbox / "examples" / "torch_rules.txt")
+
+
+def test_every_import_option_is_settable_from_a_pipeline(samples, tmp_path):
+    """The schema comes from ImportOptions: channels_last (once CLI-only) works in a file."""
+    (tmp_path / "p.toml").write_text(f"""
+[source]
+path = "{samples / 'cnn_external.onnx'}"
+[import]
+channels_last = true
+output = "nhwc.keras"
+[[export]]
+format = "safetensors"
+output = "nhwc.safetensors"
+""")
+    code, doc, err = run_json_allow_fail("run", tmp_path / "p.toml")
+    assert code == 0, err
+    import mwconv
+    model = mwconv.load_model(tmp_path / "nhwc.keras")
+    assert tuple(model.inputs[0].shape)[1:] == (8, 8, 3)      # NHWC; the ONNX graph takes (N, 3, 8, 8)
+    assert {c["name"]: c["status"] for c in doc["pipelines"][0]["verify"][0]["checks"]}["partition"] == "pass"
+
+
+@pytest.mark.parametrize("edit, message", [
+    ('[[export]]\nformat = "tiff"\noutput = "x.tiff"\n', "--format must be one of saved_model, keras, weights_h5, "
+                                                         "onnx, safetensors. Received: 'tiff'"),
+    ('[verify]\nsamples = 0\n', "--samples must be a positive integer. Received: 0"),
+    ('[[export]]\nformat = "onnx"\noutput = "m.onnx"\nopset = 99\n', "--opset must be an ONNX opset from 7 to 30"),
+])
+def test_bad_options_stop_the_pipeline_before_anything_is_written(edit, message, samples, tmp_path):
+    (tmp_path / "p.toml").write_text(f'[source]\npath = "{samples / "tfkeras2_full.h5"}"\n'
+                                     f'[import]\noutput = "m.keras"\n{edit}')
+    code, doc, _ = run_json_allow_fail("run", tmp_path / "p.toml")
+    assert code == 2 and message in doc["pipelines"][0]["error"]
+    assert sorted(os.listdir(tmp_path)) == ["p.toml"]

@@ -19,6 +19,7 @@ from mwconv.convert.matching import match
 from mwconv.convert.rules import load_rules
 from mwconv.convert.target import catalogue, load_model_spec
 from mwconv.errors import InputRejected
+from mwconv.options import ImportOptions
 from mwconv.formats import open_source
 
 
@@ -94,29 +95,30 @@ def _freeze_plan(targets, imported, freeze, train):
     return frozen
 
 
-def import_weights(source, model=None, *, rules=None, layout="auto", freeze=(), train=(),
-                   allow_missing=False, allow_unused=False, allow_nonfinite=False, output=None, force=False,
-                   channels_last=False):
+def import_weights(source, model=None, *, options=None, **fields):
     """Build the target model, inject the source's tensors (frozen), return ``(model, report)``.
 
     ``source`` is a path; ``model`` a .keras path, ``module:function``,
     ``file.py:function`` or a built Keras model (never modified: a converted
-    clone is returned). With ``output``, also write it there as a ``.keras``
-    file carrying the manifest (atomically; an existing file needs ``force``).
+    clone is returned). ``options`` is an ImportOptions, else one is built from
+    ``fields`` (``rules``, ``layout``, ``freeze``, ``train``, ``allow_missing``,
+    ``allow_unused``, ``allow_nonfinite``, ``channels_last``, ``output``,
+    ``force``). With ``output``, also write it there as a ``.keras`` file
+    carrying the manifest (atomically; an existing file needs ``force``).
     Raises InputRejected (exit 3) on any missing, unused or mismatched entry
     unless allowed; the report is in the error's ``details``. An ONNX source
     without ``model`` is rebuilt from its graph (NCHW kept unless
     ``channels_last``).
     """
-    if output is not None:
+    opts = options or ImportOptions(model=model, **fields)
+    if opts.output is not None:
         from mwconv.outputs import check_target
-        check_target(output, force)
-    result, report = _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused,
-                             allow_nonfinite, channels_last)
-    if output is not None:
+        check_target(opts.output, opts.force)
+    result, report = _import(source, opts)
+    if opts.output is not None:
         from mwconv.formats.keras_file import save_keras
         from mwconv.manifest import build_manifest
-        save_keras(result, output, build_manifest(result, report.provenance), force=force)
+        save_keras(result, opts.output, build_manifest(result, report.provenance), force=opts.force)
     return result, report
 
 
@@ -133,8 +135,19 @@ def _target(src, model, channels_last, keras):
     return load_model_spec(str(model)), True, None, ()
 
 
+@dataclasses.dataclass(frozen=True)
+class PlannedWeight:
+    """One target weight and where its value comes from."""
+
+    target: str         # the target weight's path
+    shape: tuple        # the target weight's shape
+    source: str         # the source tensor's name
+    how: str            # how it matched: exact, h5-key, rule:N, normalised, graph
+    transform: str      # layout transform applied to the source tensor
+
+
 def _plan(src, matches, layout, usage):
-    """[(target path, target shape, source tensor, how matched, transform)], and the shape mismatches."""
+    """[PlannedWeight], and the shape mismatches."""
     plan, mismatched = [], []
     for m in matches:
         info = src.info(m.source)
@@ -144,7 +157,7 @@ def _plan(src, matches, layout, usage):
             mismatched.append({"target": m.target.path, "source": m.source, "source_shape": list(info.shape),
                                "transformed_shape": None if shape is None else list(shape),
                                "target_shape": list(m.target.shape), "transform": transform})
-        plan.append((m.target.path, m.target.shape, m.source, m.how, transform))
+        plan.append(PlannedWeight(m.target.path, m.target.shape, m.source, m.how, transform))
     return plan, mismatched
 
 
@@ -174,18 +187,18 @@ def _inject(result, src, plan, allow_nonfinite, provenance):
 
     variables = {v.path: v for v in result.weights}
     owners = {v.path: layer for layer in result.layers for v in layer.weights}
-    total = sum(src.info(p[2]).nbytes for p in plan)
+    total = sum(src.info(p.source).nbytes for p in plan)
     with progress.tensor_bar(f"importing {len(plan)} tensors", total) as bar:
-        for path, target_shape, source_name, how, transform in plan:
-            value = src.get_tensor(source_name)
+        for p in plan:
+            value = src.get_tensor(p.source)
             if not allow_nonfinite:
-                layouts.check_finite(value, src.path, source_name)
-            value = layouts.apply(transform, value, target_shape)
-            _assign(owners[path], variables[path], layouts.cast_checked(value, variables[path].dtype, src.path,
-                                                                          source_name))
-            provenance[path] = {"source_file": src.path, "tensor": source_name, "transform": transform,
-                                "match": how}
-            bar.update(src.info(source_name).nbytes)
+                layouts.check_finite(value, src.path, p.source)
+            value = layouts.apply(p.transform, value, p.shape)
+            var = variables[p.target]
+            _assign(owners[p.target], var, layouts.cast_checked(value, var.dtype, src.path, p.source))
+            provenance[p.target] = {"source_file": src.path, "tensor": p.source, "transform": p.transform,
+                                    "match": p.how}
+            bar.update(src.info(p.source).nbytes)
 
 
 def _assign(layer, var, value):
@@ -197,56 +210,66 @@ def _assign(layer, var, value):
         var.assign(value)
 
 
-def _import(source, model, rules, layout, freeze, train, allow_missing, allow_unused, allow_nonfinite,
-            channels_last=False):
-    from mwconv.layers.conversion import check_same_paths, mixed_config, model_from_config, restore_initializers
-    from mwconv.modelio import keras_api
-    keras = keras_api()
-
+def _prepare(src, opts, keras):
+    """Target model, match, plan and report, before anything is built: (state dict, report)."""
+    rules = opts.rules
     rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
+    target_model, owned, graph_plan, attribute_constants = _target(src, opts.model, opts.channels_last, keras)
+    chosen = src.default_layout if opts.layout == "auto" else opts.layout
+    targets = catalogue(target_model)
+    if graph_plan is not None:
+        matches, unused, ignored = _graph_matches(src, targets, graph_plan, attribute_constants)
+    else:
+        matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
+    plan, mismatched = _plan(src, matches, chosen, src.consumers())
+    imported = {p.target for p in plan}
+    report = ImportReport(src.path, src.format, chosen, [], [t.path for t in targets if t.path not in imported],
+                          unused, ignored, mismatched)
+    _raise_if_strict(report, opts.allow_missing, opts.allow_unused)
+    frozen = _freeze_plan(targets, imported, opts.freeze, opts.train)
+    return {"model": target_model, "owned": owned, "plan": plan, "imported": imported, "frozen": frozen}, report
+
+
+def _build(src, state, opts, report):
+    """The mixed model from the target's config, the target's own values kept, the source's injected."""
+    from mwconv.layers.conversion import check_same_paths, mixed_config, model_from_config, restore_initializers
+
+    digest = _SourceDigest(src)
+    target_model, imported = state.pop("model"), state["imported"]
+    config, initializers = mixed_config(target_model, state["frozen"], overwritten=imported)
+    kept = {v.path: np.array(v.numpy()) for v in target_model.weights if v.path not in imported}
+    paths = [v.path for v in target_model.weights]
+    # drop every reference to a target model we own, so its weights are freed before the
+    # converted model allocates its own: the weights exist once at a time
+    if state["owned"]:
+        target_model = None
+        src.release_architecture()
+        _release_memory()
+    result = model_from_config(config)
+    restore_initializers(result, initializers)
+    check_same_paths(paths, result)
+    by_path = {v.path: v for v in result.weights}
+    for path, value in kept.items():  # weights the source does not fill keep the target's values
+        by_path[path].assign(value)
+    _inject(result, src, state["plan"], opts.allow_nonfinite, report.provenance)
+    for p in report.provenance.values():
+        p["source_sha256"] = digest.result()
+    return result
+
+
+def _import(source, opts):
+    from mwconv.modelio import keras_api
+
     with open_source(source) as src:
-        target_model, owned, graph_plan, attribute_constants = _target(src, model, channels_last, keras)
-        chosen = src.default_layout if layout == "auto" else layout
-        layouts.transform_for(chosen, "", "")  # validates the name
-        targets = catalogue(target_model)
-        if graph_plan is not None:
-            matches, unused, ignored = _graph_matches(src, targets, graph_plan, attribute_constants)
-        else:
-            matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
-        plan, mismatched = _plan(src, matches, chosen, src.consumers())
-        imported = {p[0] for p in plan}
-        report = ImportReport(src.path, src.format, chosen, [], [t.path for t in targets if t.path not in imported],
-                              unused, ignored, mismatched)
-        _raise_if_strict(report, allow_missing, allow_unused)
-        frozen = _freeze_plan(targets, imported, freeze, train)
-
-        digest = _SourceDigest(src)
-        config, initializers = mixed_config(target_model, frozen, overwritten=imported)
-        kept = {v.path: np.array(v.numpy()) for v in target_model.weights if v.path not in imported}
-        paths = [v.path for v in target_model.weights]
-        # drop every reference to a target model we own, so its weights are freed before the
-        # converted model allocates its own: the weights exist once at a time
-        del targets, matches
-        if owned:
-            target_model = None
-            src.release_architecture()
-            _release_memory()
-        result = model_from_config(config)
-        restore_initializers(result, initializers)
-        check_same_paths(paths, result)
-        by_path = {v.path: v for v in result.weights}
-        for path, value in kept.items():  # weights the source does not fill keep the target's values
-            by_path[path].assign(value)
-        _inject(result, src, plan, allow_nonfinite, report.provenance)
-        for p in report.provenance.values():
-            p["source_sha256"] = digest.result()
-
+        state, report = _prepare(src, opts, keras_api())
+        result = _build(src, state, opts, report)
     trainable_ids = {id(v) for v in result.trainable_weights}
-    by_target = {p[0]: p for p in plan}
+    by_target = {p.target: p for p in state["plan"]}
     for v in result.weights:
-        _, _, source_name, how, transform = by_target.get(v.path, (None, None, None, None, None))
-        report.weights.append({"target": v.path, "source": source_name, "match": how, "transform": transform,
-                               "shape": list(v.shape), "dtype": v.dtype, "trainable": id(v) in trainable_ids})
+        p = by_target.get(v.path)
+        report.weights.append({"target": v.path, "source": p and p.source, "match": p and p.how,
+                               "transform": p and p.transform, "shape": list(v.shape), "dtype": v.dtype,
+                               "trainable": id(v) in trainable_ids})
     return result, report
 
 

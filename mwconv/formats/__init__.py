@@ -13,12 +13,24 @@ Adding a format: a module in this package that defines a ``Source`` subclass
 ``names`` stays light (no framework imports) for the command line.
 """
 
-from mwconv.formats.base import Source, TensorInfo
-from mwconv.formats.detect import detect_format
 from mwconv.formats.names import EXPORT_FORMATS
 
 __all__ = ["Source", "TensorInfo", "by_name", "detect_format", "export_formats", "open_artifact", "open_source",
            "source_formats"]
+
+
+def __getattr__(name):
+    # the package stays light (the command line imports formats.names): readers load on use
+    if name in ("Source", "TensorInfo"):
+        from mwconv.formats import base
+        return getattr(base, name)
+    raise AttributeError(f"module 'mwconv.formats' has no attribute {name!r}")
+
+
+def detect_format(path):
+    """The name of the format that holds ``path``, from its bytes (see ``formats.detect``)."""
+    from mwconv.formats.detect import detect_format as detect
+    return detect(path)
 
 
 def _registry():
