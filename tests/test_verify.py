@@ -383,3 +383,17 @@ def test_in_memory_reference_with_other_inputs_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError) as err:
         verify(tmp_path / "m.keras", other)
     assert "of the artifact has shape (None, 6), input" in str(err.value) and "(None, 7)" in str(err.value)
+
+
+def test_raise_for_failure(every_kind, tmp_path):
+    from mwconv.errors import VerificationFailed
+
+    good = verify(every_kind["keras"].path, every_kind["keras_src"], checks=["partition"])
+    assert good.raise_for_failure() is good
+    inp = keras.Input((4,), name="x")
+    keras.Model(inp, ArticleFixedBiasLinear(units=3, bias_value=0.1, name="fixed")(inp)).save(tmp_path / "a.keras")
+    with pytest.raises(VerificationFailed) as err:
+        verify(tmp_path / "a.keras", tmp_path / "a.keras", checks=["partition", "outputs"]).raise_for_failure()
+    assert err.value.exit_code == 1 and err.value.details["ok"] is False
+    assert str(err.value).startswith(f"{tmp_path / 'a.keras'}: 1 checks failed: partition: layer 'fixed' holds "
+                                     "'bias', a tensorflow.ResourceVariable that Keras does not track")

@@ -125,7 +125,7 @@ def import_weights(source, model=None, *, options=None, **fields):
 def _target(src, model, channels_last, keras):
     """(target model, owned by us?, graph plan or None, constants used as attributes)."""
     if model is None and src.architecture_kind == "onnx-graph":
-        from mwconv.convert.onnx_graph import build_from_onnx
+        from mwconv.convert.onnx import build_from_onnx
         built, graph_plan, constants = build_from_onnx(src, channels_last)
         return built, True, graph_plan, constants
     if model is None:

@@ -64,69 +64,79 @@ def _keys(target, model_name):
     return keys
 
 
-def match(source_names, targets, rules, model_name=None, path=None):
-    """Return (matches, unused source names, ignored source names)."""
-    by_path = {t.path: t for t in targets}
-    claimed = {}   # target path -> Match
-    matches, unused, ignored = [], [], []
+class _Matcher:
+    """The matching stages in order; each claims targets and passes on what it left."""
 
-    def claim(target, source, how, transform="auto"):
-        if target.path in claimed:
-            other = claimed[target.path]
+    def __init__(self, targets, path):
+        self.targets, self.path = targets, path
+        self.by_path = {t.path: t for t in targets}
+        self.claimed = {}   # target path -> Match
+        self.matches, self.unused, self.ignored = [], [], []
+
+    def claim(self, target, source, how, transform="auto"):
+        if target.path in self.claimed:
+            other = self.claimed[target.path]
             raise InputRejected(f"two source tensors match target '{target.path}': '{other.source}' ({other.how}) "
-                                f"and '{source}' ({how}); add a rule to --map to say which", path=path, tensor=source)
+                                f"and '{source}' ({how}); add a rule to --map to say which", path=self.path,
+                                tensor=source)
         m = Match(target, source, how, transform)
-        claimed[target.path] = m
-        matches.append(m)
+        self.claimed[target.path] = m
+        self.matches.append(m)
 
-    aliases = {}
-    for t in targets:
-        for a in t.aliases:
-            aliases[a] = t
-    pending = []
-    for name in source_names:
-        if name in by_path:
-            claim(by_path[name], name, "exact")
-        elif name in aliases:
-            claim(aliases[name], name, "alias")
-        else:
-            pending.append(name)
-
-    still = []
-    for name in pending:
-        for rule in rules:
-            target_path = rule.apply(name)
-            if target_path is None:
-                continue
-            if target_path == IGNORE:
-                ignored.append(name)
-            elif target_path not in by_path:
-                raise InputRejected(f"rule on line {rule.line} maps it to '{target_path}', which is not a weight "
-                                    f"of the target model", path=path, tensor=name)
+    def exact(self, names):
+        """Exact weight paths, then the keys Keras 3 writes in a .weights.h5."""
+        aliases = {a: t for t in self.targets for a in t.aliases}
+        pending = []
+        for name in names:
+            if name in self.by_path:
+                self.claim(self.by_path[name], name, "exact")
+            elif name in aliases:
+                self.claim(aliases[name], name, "alias")
             else:
-                claim(by_path[target_path], name, f"rule:{rule.line}", rule.transform)
-            break
-        else:
-            still.append(name)
+                pending.append(name)
+        return pending
 
-    index = {}
-    for t in targets:
-        if t.path in claimed:
-            continue
-        for key in _keys(t, model_name):
-            index.setdefault(key, []).append(t)
-    for name in still:
-        found = None
-        for key in (normalise(name), canonical(name)):
-            hits = index.get(key, [])  # targets claimed earlier in this stage stay: two claims is an error
-            if len(hits) > 1:
-                raise InputRejected(f"its normalised name '{key}' fits several targets "
-                                    f"({', '.join(t.path for t in hits)}); add a rule to --map", path=path, tensor=name)
-            if hits:
-                found = hits[0]
-                break
-        if found is None:
-            unused.append(name)
-        else:
-            claim(found, name, "normalised")
-    return matches, unused, ignored
+    def by_rules(self, names, rules):
+        still = []
+        for name in names:
+            rule, target_path = next(((r, r.apply(name)) for r in rules if r.apply(name) is not None), (None, None))
+            if rule is None:
+                still.append(name)
+            elif target_path == IGNORE:
+                self.ignored.append(name)
+            elif target_path not in self.by_path:
+                raise InputRejected(f"rule on line {rule.line} maps it to '{target_path}', which is not a weight "
+                                    f"of the target model", path=self.path, tensor=name)
+            else:
+                self.claim(self.by_path[target_path], name, f"rule:{rule.line}", rule.transform)
+        return still
+
+    def normalised(self, names, model_name):
+        index = {}
+        for t in self.targets:
+            if t.path not in self.claimed:
+                for key in _keys(t, model_name):
+                    index.setdefault(key, []).append(t)
+        for name in names:
+            found = None
+            for key in (normalise(name), canonical(name)):
+                hits = index.get(key, [])  # targets claimed earlier in this stage stay: two claims is an error
+                if len(hits) > 1:
+                    raise InputRejected(f"its normalised name '{key}' fits several targets "
+                                        f"({', '.join(t.path for t in hits)}); add a rule to --map", path=self.path,
+                                        tensor=name)
+                if hits:
+                    found = hits[0]
+                    break
+            if found is None:
+                self.unused.append(name)
+            else:
+                self.claim(found, name, "normalised")
+
+
+def match(source_names, targets, rules, model_name=None, path=None):
+    """Return (matches, unused source names, ignored source names): exact names first,
+    then the rules in file order, then normalised names."""
+    m = _Matcher(targets, path)
+    m.normalised(m.by_rules(m.exact(source_names), rules), model_name)
+    return m.matches, m.unused, m.ignored

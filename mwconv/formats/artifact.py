@@ -4,8 +4,6 @@ where the format gives one back. Each format's module defines its own artifact;
 the Keras-model ones (``.keras``, and weights files filled into the reference's
 architecture) share the classes here."""
 
-import numpy as np
-
 from mwconv import modelio
 from mwconv.errors import InputRejected
 

@@ -205,7 +205,7 @@ def _attach_external(proto, weights, model_path, data_path, data_name):
 
 def write(model, target, manifest, options):
     """tf2onnx at ``options.opset``; external data beside the model beyond 1.5 GiB of weights."""
-    opset, force, progress = options.opset, options.force, options.progress
+    opset, force = options.opset, options.force
     from mwconv._quiet import import_quietly
     import_quietly("tensorflow")
     tf2onnx = import_quietly("tf2onnx")

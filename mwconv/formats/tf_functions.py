@@ -1,7 +1,5 @@
 """TensorFlow functions of a Keras model, shared by the SavedModel and ONNX writers."""
 
-from mwconv import modelio
-
 
 # -- SavedModel ------------------------------------------------------------------
 def serving_function(model):

@@ -3,9 +3,12 @@
 import dataclasses
 import json
 
+from mwconv.options import CHECKS
+
+__all__ = ["CHECKS", "FAIL", "PASS", "SKIPPED", "Check", "VerifyReport"]
+
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 SYMBOL = {PASS: "✓", FAIL: "✗", SKIPPED: "–"}
-CHECKS = ("partition", "outputs", "train-step", "devices", "source")
 
 
 @dataclasses.dataclass
@@ -37,6 +40,20 @@ class VerifyReport:
     @property
     def ok(self):
         return bool(self)
+
+    def raise_for_failure(self):
+        """Raise VerificationFailed (exit code 1) naming every failed check and its first problem;
+        return the report itself when nothing failed, so calls can be chained.
+
+        >>> verify("serving/", reference="model.keras").raise_for_failure()   # doctest: +SKIP
+        """
+        failed = [c for c in self.checks if c.status == FAIL]
+        if failed:
+            from mwconv.errors import VerificationFailed
+            detail = "; ".join(f"{c.name}: {c.problems[0] if c.problems else c.message}" for c in failed)
+            raise VerificationFailed(f"{len(failed)} checks failed: {detail}", path=self.artifact,
+                                     details=self.to_dict())
+        return self
 
     def check(self, name):
         return next((c for c in self.checks if c.name == name), None)
