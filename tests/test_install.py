@@ -45,8 +45,12 @@ def test_install_and_run_on_another_python(tmp_path):
     venv = tmp_path / "venv"
     _run([python, "-m", "venv", str(venv)], tmp_path)
     _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], tmp_path)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c",
-          os.path.join(ROOT, "constraints.txt"), ROOT], tmp_path, timeout=1500)
+    src = tmp_path / "src"          # a copy, so the build leaves nothing in the checkout
+    shutil.copytree(os.path.join(ROOT, "mwconv"), src / "mwconv", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("setup.py", "constraints.txt", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), src / name)
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "-c", str(src / "constraints.txt"),
+          str(src)], tmp_path, timeout=1500)
     mwconv = str(venv / "bin" / "mwconv")
     assert _run([mwconv, "--version"], tmp_path).strip() == "mwconv, version 0.1.0"
     work = tmp_path / "work"

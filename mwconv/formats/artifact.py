@@ -64,8 +64,9 @@ class KerasArtifact(Artifact):
 
     def __init__(self, path, reference_model=None):
         super().__init__(path)
-        from mwconv.formats.keras_file import read_keras
-        self.model, self.manifest = read_keras(self.path)
+        from mwconv.formats.keras_file import KerasSource
+        self.source = KerasSource(self.path)     # the archive checked once, the model loaded once
+        self.model, self.manifest = self.source.model, self.source.manifest()
 
     def weights(self):
         return modelio.weights_by_path(self.model)

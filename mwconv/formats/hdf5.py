@@ -196,10 +196,8 @@ class WeightsH5Artifact(WeightsOnlyArtifact):
     kind = "weights_h5"
 
     def _read_manifest(self):
-        import h5py
-        with h5py.File(self.path, "r") as f:
-            text = f.attrs.get("mwconv_manifest")
-        return json.loads(text) if text is not None else None
+        with HDF5Source(self.path) as src:
+            return src.manifest()
 
     def _fill(self, model):
         try:
