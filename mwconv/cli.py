@@ -27,6 +27,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("mwconv: interrupted", err=True)
             sys.exit(130)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as e:  # noqa: BLE001 - the last resort: no traceback reaches the user, for any input
+            first = (str(e).splitlines() or [""])[0]
+            first = first if len(first) <= 300 else first[:297] + "..."
+            _fail(ctx, MwconvError(f"unexpected {type(e).__name__}{': ' + first if first else ''} (a bug in mwconv: "
+                                   "run again with -v for the traceback, and please report it)"), 1)
 
 
 def _opts(ctx):

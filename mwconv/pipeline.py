@@ -116,14 +116,10 @@ def _check_entry(table, label, entry, path, base, where):
 
 def load_pipeline(path):
     """Parse and validate a pipeline file; resolve relative paths. UsageError names the key and line."""
+    from mwconv.formats.base import read_text_file
+
     path = os.fspath(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        from mwconv.errors import InputRejected
-        raise InputRejected(f"cannot read the pipeline file ({e.strerror})", path=path) from e
-    text = raw.decode("utf8", errors="replace")
+    text = read_text_file(path, "pipeline file")
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -185,8 +181,10 @@ def _run(doc, result, progress):
     imp = _options(ImportOptions, doc["import"], force=force)
     exports = [_options(ExportOptions, e, force=force, verify=False, progress=progress) for e in doc.get("export", [])]
     checks = _options(VerifyOptions, doc.get("verify", {}), reference=imp.output)
-    for target in [imp.output] + [e.output for e in exports]:
+    from mwconv.formats import check_replaceable
+    for target, kind in [(imp.output, "keras")] + [(e.output, e.format) for e in exports]:
         check_target(target, force)
+        check_replaceable(target, kind, [doc["source"]["path"]])
     if "fixtures" in doc:
         from mwconv.fixtures import write_fixtures
         note(f"writing sample sources to {doc['fixtures']['directory']}")

@@ -175,11 +175,18 @@ def _save(tmp_path, layer, name):
 
 def test_unconvertible_op_leaves_nothing(tmp_path):
     src = _save(tmp_path, Erfinv(), "erf.keras")
-    old = tmp_path / "out.onnx"
-    old.write_bytes(b"previous artifact")
+    import onnx
+    from onnx import TensorProto, helper
+
+    old = tmp_path / "out.onnx"    # a previous ONNX artifact, which --force may replace
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "previous",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save_model(helper.make_model(graph), old)
+    before = old.read_bytes()
     code, _, err = run_cli("export", src, "--format", "onnx", "-o", old, "--force")
     assert code == 3 and "Erfinv" in err and "nothing was written" in err
-    assert old.read_bytes() == b"previous artifact"
+    assert old.read_bytes() == before
     assert listing(tmp_path) == ["erf.keras", "out.onnx"]
 
 

@@ -279,11 +279,19 @@ def test_architecture_less_source_says_pass_model(samples, tmp_path):
 
 
 def test_existing_output_needs_force(samples, tmp_path):
-    (tmp_path / "out.keras").write_bytes(b"old")
+    import shutil
+
+    shutil.copy(samples / "keras3_model.keras", tmp_path / "out.keras")     # a previous .keras
+    before = (tmp_path / "out.keras").read_bytes()
     code, _, err = run_cli("import", samples / "tfkeras2_full.h5", "-o", tmp_path / "out.keras")
-    assert code == 4 and "--force" in err and (tmp_path / "out.keras").read_bytes() == b"old"
+    assert code == 4 and "--force" in err and (tmp_path / "out.keras").read_bytes() == before
     code, _, _ = run_cli("import", samples / "tfkeras2_full.h5", "-o", tmp_path / "out.keras", "--force")
     assert code == 0 and load(tmp_path / "out.keras").count_params() > 0
+    # --force replaces a previous .keras only, never another file under that name
+    (tmp_path / "notes.keras").write_bytes(b"my notes")
+    code, _, err = run_cli("import", samples / "tfkeras2_full.h5", "-o", tmp_path / "notes.keras", "--force")
+    assert code == 4 and "exists and is not a keras file" in err
+    assert (tmp_path / "notes.keras").read_bytes() == b"my notes"
 
 
 def test_bad_rules_file_is_a_usage_error(samples, tmp_path):

@@ -76,6 +76,7 @@ def export(model, fmt=None, out=None, *, options=None, **fields):
     if suffix and not str(out).endswith(suffix):
         raise UsageError(f"a {opts.format} artifact must end with {suffix}", path=out)
     check_target(out, opts.force)
+    formats.check_replaceable(out, opts.format, [] if hasattr(model, "weights") else [model])
     opts.note(f"loading {model if not hasattr(model, 'weights') else 'the model'}")
     keras_model, previous = _load(model)
     manifest = _manifest(keras_model, previous)

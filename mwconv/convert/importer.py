@@ -112,8 +112,10 @@ def import_weights(source, model=None, *, options=None, **fields):
     """
     opts = options or ImportOptions(model=model, **fields)
     if opts.output is not None:
+        from mwconv.formats import check_replaceable
         from mwconv.outputs import check_target
         check_target(opts.output, opts.force)
+        check_replaceable(opts.output, "keras", [source])
     result, report = _import(source, opts)
     if opts.output is not None:
         from mwconv.formats.keras_file import save_keras

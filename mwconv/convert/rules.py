@@ -67,8 +67,5 @@ def parse_rules(text, path="<rules>"):
 def load_rules(path):
     if path is None:
         return []
-    try:
-        with open(path, encoding="utf8") as f:
-            return parse_rules(f.read(), str(path))
-    except OSError as e:
-        raise UsageError(f"cannot read the rules file ({e.strerror})", path=path) from e
+    from mwconv.formats.base import read_text_file
+    return parse_rules(read_text_file(path, "rules file", UsageError), str(path))

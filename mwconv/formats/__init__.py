@@ -15,8 +15,10 @@ Adding a format: a module in this package that defines a ``Source`` subclass
 
 from mwconv.formats.names import EXPORT_FORMATS
 
-__all__ = ["Source", "TensorInfo", "by_name", "detect_format", "export_formats", "open_artifact", "open_source",
-           "source_formats"]
+import os
+
+__all__ = ["Source", "TensorInfo", "by_name", "check_replaceable", "detect_format", "export_formats", "open_artifact",
+           "open_source", "source_formats"]
 
 
 def __getattr__(name):
@@ -73,3 +75,38 @@ def open_artifact(path, reference_model=None, format_name=None):
     """The artifact under verification at ``path``; ``format_name`` when the caller knows it
     (an export just wrote it), else detected from its bytes."""
     return by_name(format_name or detect_format(path)).open_artifact(path, reference_model)
+
+
+def _same_kind(target, format_name):
+    from mwconv.errors import InputRejected
+
+    if format_name == "saved_model":
+        from mwconv.formats.saved_model import MANIFEST_FILE
+        return (os.path.isdir(target) and not os.path.islink(target)
+                and os.path.isfile(os.path.join(target, "saved_model.pb"))
+                and os.path.isfile(os.path.join(target, MANIFEST_FILE)))
+    if not os.path.isfile(target) or os.path.islink(target):
+        return False
+    try:
+        found = detect_format(target)
+    except InputRejected:
+        return False
+    return found == ("hdf5" if format_name == "weights_h5" else format_name)
+
+
+def check_replaceable(target, format_name, inputs=()):
+    """Refuse (OutputRefused, exit 4) an output that would destroy what mwconv did not write:
+    one that is an input or holds one (``-o .``), or an existing path that is not a previous
+    artifact of the same format (a SavedModel folder needs mwconv's manifest in it)."""
+    from mwconv.errors import OutputRefused
+
+    real = os.path.realpath(target)
+    for source in inputs:
+        held = os.path.realpath(source)
+        if held == real or held.startswith(real.rstrip(os.sep) + os.sep):
+            raise OutputRefused(f"is the input {os.fspath(source)} or a folder holding it; choose another output",
+                                path=target)
+    if os.path.lexists(target) and not _same_kind(target, format_name):
+        kind = "a SavedModel written by mwconv" if format_name == "saved_model" else f"a {format_name} file"
+        raise OutputRefused(f"exists and is not {kind}: --force replaces only a previous artifact of the same "
+                            "format; move it away or choose another output", path=target)

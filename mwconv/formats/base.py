@@ -12,6 +12,7 @@ reads one tensor on demand, so memory stays near the largest tensor::
 import dataclasses
 import hashlib
 import os
+import stat
 
 import numpy as np
 
@@ -154,3 +155,27 @@ def resolve_inside(model_path, location, tensor, what="external data"):
     if not os.path.isfile(real):
         raise InputRejected(f"{what} file '{location}' does not exist", path=model_path, tensor=tensor)
     return real
+
+
+TEXT_LIMIT = 1 << 20   # rules and pipeline files: far more than any real one
+
+
+def read_text_file(path, what, error=InputRejected, limit=TEXT_LIMIT):
+    """The text of a small input file (a rules or pipeline file): a regular file (never a
+    FIFO or device, which could block or never end), at most ``limit`` bytes, UTF-8.
+    Failures raise ``error`` naming the file."""
+    path = os.fspath(path)
+    try:
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"the {what} is not a regular file (a folder, FIFO, device or socket): refused", path=path)
+        if info.st_size > limit:
+            raise error(f"the {what} holds {info.st_size} bytes; more than {limit} is refused", path=path)
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as e:
+        raise error(f"cannot read the {what} ({e.strerror})", path=path) from e
+    try:
+        return raw.decode("utf8")
+    except UnicodeDecodeError as e:
+        raise error(f"the {what} is not UTF-8 text (byte {e.start} is 0x{raw[e.start]:02x})", path=path) from e

@@ -1,6 +1,7 @@
 """Format detection by magic bytes (never by extension alone)."""
 
 import os
+import stat
 
 from mwconv.errors import InputRejected
 from mwconv.formats.sniff import describe, is_pickle, zip_names
@@ -18,6 +19,12 @@ def detect_format(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return "saved_model"
         raise InputRejected("is a directory but holds no saved_model.pb (not a SavedModel)", path=path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise InputRejected(f"cannot read ({e.strerror}; a dangling link?)", path=path) from e
+    if not stat.S_ISREG(mode):   # a FIFO or device would block or never end
+        raise InputRejected("is not a regular file (a FIFO, device or socket): refused", path=path)
     try:
         with open(path, "rb") as f:
             head = f.read(16)

@@ -19,6 +19,21 @@ from mwconv.outputs import atomic_output
 MANIFEST_FILE = os.path.join("assets.extra", "mwconv_manifest.json")
 
 
+def _check_inside(folder):
+    """Refuse a SavedModel whose saved_model.pb, variables/ folder or variables files are
+    links leading out of it: TensorFlow would read the outside files."""
+    base = os.path.realpath(folder)
+    variables = os.path.join(folder, "variables")
+    paths = [os.path.join(folder, "saved_model.pb"), variables]
+    if os.path.isdir(variables):
+        paths += [os.path.join(variables, name) for name in sorted(os.listdir(variables))]
+    for path in paths:
+        real = os.path.realpath(path)
+        if os.path.lexists(path) and os.path.commonpath([base, real]) != base:
+            raise InputRejected(f"'{os.path.relpath(path, folder)}' is a link leading out of the SavedModel folder "
+                                f"(to {real}): refused", path=folder)
+
+
 class SavedModelSource(Source):
     format = "saved_model"
 
@@ -37,6 +52,7 @@ class SavedModelSource(Source):
             meta = sm.meta_graphs[0]
         except (DecodeError, IndexError, OSError) as e:
             raise InputRejected(f"corrupt saved_model.pb ({e})", path=pb) from e
+        _check_inside(self.path)
         prefix = os.path.join(self.path, "variables", "variables")
         try:
             self._reader = tf.train.load_checkpoint(prefix)
