@@ -129,3 +129,145 @@ def test_an_unexpected_exception_is_one_line_and_exit_1(samples, monkeypatch):
                    "with -v for the traceback, and please report it)\n")
     code, _, err = run_cli("-v", "inspect", samples / "tfkeras2_full.h5")
     assert code == 1 and "Traceback" in err and "RuntimeError: something nobody planned for" in err
+
+
+# -- damaged and hostile files: one typed line each, exit 3 (or 2 for options) ------------------
+def _npy(path, shape):
+    import struct
+    header = ("{'descr': '<f4', 'fortran_order': False, 'shape': (%s), }" % shape).encode()
+    header += b" " * ((64 - (10 + len(header) + 1) % 64) % 64) + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + b"\0" * 16)
+
+
+def _h5(path, edit, samples=None, base=None):
+    import h5py
+    if base:
+        shutil.copy(samples / base, path)
+    with h5py.File(path, "a") as f:
+        edit(f)
+
+
+def _onnx_matmul(path, tensor):
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    onnx.save_model(helper.make_model(helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x],
+                                                        [y], [tensor])), path)
+
+
+def _external(path, offset, length):
+    import numpy as np
+    from onnx import TensorProto, numpy_helper
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+    w.ClearField("raw_data")
+    w.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "w.bin"), ("offset", offset), ("length", length)):
+        entry = w.external_data.add()
+        entry.key, entry.value = key, value
+    (path.parent / "w.bin").write_bytes(np.ones(16, np.float32).tobytes())
+    _onnx_matmul(path, w)
+
+
+def _make(kind, path, samples):
+    import h5py
+    import numpy as np
+    from onnx import numpy_helper
+    if kind == "npy-huge":
+        _npy(path, "1180591620717411303424,")
+    elif kind == "npy-negative":
+        _npy(path, "-5, 3,")
+    elif kind == "h5-link-cycle":
+        _h5(path, lambda f: (f.__setitem__("a", h5py.SoftLink("/b")), f.__setitem__("b", h5py.SoftLink("/a"))))
+    elif kind == "h5-bad-config":
+        _h5(path, lambda f: f.attrs.__setitem__("model_config", "{not json"), samples, "tfkeras2_full.h5")
+    elif kind == "h5-bad-manifest":
+        _h5(path, lambda f: f.attrs.__setitem__("mwconv_manifest", "{not json"), samples, "keras3.weights.h5")
+    elif kind == "h5-missing-group":
+        def ghost(f):
+            names = [n if isinstance(n, bytes) else n.encode() for n in f.attrs["layer_names"]]
+            f.attrs["layer_names"] = np.array(names + [b"ghost"], dtype="S")
+        _h5(path, ghost, samples, "tfkeras2_weights.h5")
+    elif kind == "onnx-raw-too-long":
+        w = numpy_helper.from_array(np.ones((4, 4), np.float32), "w")
+        w.raw_data = w.raw_data + b"\0" * 8
+        _onnx_matmul(path, w)
+    elif kind in ("onnx-negative-offset", "onnx-text-offset", "onnx-huge-length"):
+        offset, length = {"onnx-negative-offset": ("-8", "64"), "onnx-text-offset": ("abc", "64"),
+                          "onnx-huge-length": ("0", str(2 ** 62))}[kind]
+        _external(path, offset, length)
+    elif kind == "onnx-bad-manifest":
+        import onnx
+        model = onnx.load(samples / "mlp_opset9.onnx")
+        entry = model.metadata_props.add()
+        entry.key, entry.value = "mwconv_manifest", "{bad"
+        onnx.save_model(model, path)
+
+
+HOSTILE = [
+    ("npy-huge", "x.npy", "tensor 'x': declares the shape (1180591620717411303424,): 4722366482869645213696 bytes, "
+                          "more than any file holds (corrupt or a size bomb)"),
+    ("npy-negative", "x.npy", "tensor 'x': declares the shape (-5, 3), with a negative dimension (corrupt)"),
+    ("h5-link-cycle", "x.h5", "soft link to '/b' that leaves the file, dangles or loops: refused"),
+    ("h5-bad-config", "x.h5", "the model_config attribute is not valid JSON"),
+    ("h5-bad-manifest", "x.weights.h5", "the mwconv_manifest attribute is not valid JSON"),
+    ("h5-missing-group", "x.h5", "tensor 'ghost': layer_names lists 'ghost', which the file holds no group for"),
+    ("onnx-raw-too-long", "x.onnx", "tensor 'w': its raw_data holds 72 bytes but its dims (4, 4) need 64 (corrupt)"),
+    ("onnx-negative-offset", "x.onnx", "tensor 'w': external data offset -8 / length 64 is negative (corrupt)"),
+    ("onnx-text-offset", "x.onnx", "tensor 'w': external data offset/length are not integers"),
+    ("onnx-huge-length", "x.onnx", "tensor 'w': external data length 4611686018427387904 differs from the 64 bytes"),
+    ("onnx-bad-manifest", "x.onnx", "the mwconv_manifest metadata entry is not valid JSON"),
+]
+
+
+@pytest.mark.parametrize("kind, name, needle", HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_damaged_files_are_refused_in_one_typed_line(kind, name, needle, samples, tmp_path):
+    path = tmp_path / name
+    _make(kind, path, samples)
+    before = sorted(os.listdir(tmp_path))
+    for args in (["inspect", "--hash", path], ["import", path, "--model", samples / "keras3_model.keras",
+                                               "-o", tmp_path / "out.keras"]):
+        code, out, err = run_cli(*args)
+        assert code == 3, err
+        assert err.startswith(f"mwconv: error: {path}: ") and needle in err and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_an_onnx_graph_with_a_cycle_is_refused(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    nodes = [helper.make_node("Relu", ["t2"], ["t1"], name="a"), helper.make_node("Relu", ["t1"], ["t2"], name="b"),
+             helper.make_node("Add", ["x", "t2"], ["y"], name="c")]
+    onnx.save_model(helper.make_model(helper.make_graph(nodes, "cyclic", [x], [y])), tmp_path / "cyc.onnx")
+    code, _, err = run_cli("import", tmp_path / "cyc.onnx", "-o", tmp_path / "m.keras")
+    assert code == 3
+    assert ("node 'a' (Relu) reads 't2', which no earlier node, graph input or initializer produces: the graph has "
+            "a cycle or a dangling edge") in err
+    assert not (tmp_path / "m.keras").exists()
+
+
+def test_rules_using_a_group_the_regex_lacks(samples, tmp_path):
+    (tmp_path / "rules.txt").write_text("fc(\\d+)\\.weight -> dense_\\3/kernel\n")
+    code, _, err = run_cli("import", samples / "tfkeras2_full.h5", "--map", tmp_path / "rules.txt",
+                           "-o", tmp_path / "m.keras")
+    assert code == 2 and "line 1: the target uses group \\3 but the regex has 1 groups" in err
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--samples", "-3"], "--samples must be a positive integer. Received: -3"),
+    (["--atol", "-1"], "--atol must be a number >= 0. Received: -1.0"),
+    (["--checks", "partition,speed"], "unknown check 'speed'"),
+])
+def test_verify_options_are_usage_errors(args, needle, model):
+    code, _, err = run_cli("verify", model, *args)
+    assert code == 2 and needle in err
+
+
+def test_probe_inputs_of_the_wrong_shape(model, tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "in.npz", image=np.zeros((2, 5, 5, 3), np.float32), ids=np.zeros((2, 6), np.int32))
+    code, _, err = run_cli("verify", model, "--inputs", tmp_path / "in.npz")
+    assert code == 2
+    assert "its array for input 'image' has shape (2, 5, 5, 3); the model takes ('N', 8, 8, 3)" in err

@@ -60,8 +60,21 @@ def parse_rules(text, path="<rules>"):
             pattern = re.compile(left)
         except re.error as e:
             raise UsageError(f"line {number}: invalid regular expression {left!r} ({e})", path=path) from e
+        _check_groups(pattern, parts[0], number, path)
         rules.append(Rule(pattern, parts[0], transform, number))
     return rules
+
+
+def _check_groups(pattern, target, number, path):
+    """The target may only use groups the regex has (``\\3`` with two groups fails at parse time)."""
+    if target == IGNORE:
+        return
+    refs = [int(n) for n in re.findall(r"\\(\d+)", target)]
+    refs += [int(n) for n in re.findall(r"\\g<(\d+)>", target)]
+    bad = [n for n in refs if n > pattern.groups]
+    if bad:
+        raise UsageError(f"line {number}: the target uses group \\{bad[0]} but the regex has {pattern.groups} "
+                         "groups", path=path)
 
 
 def load_rules(path):

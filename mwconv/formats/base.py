@@ -22,6 +22,7 @@ from mwconv.errors import InputRejected
 # factor (and by more than BOMB_FLOOR bytes) is refused as a shape/zip bomb.
 BOMB_RATIO = 1000
 BOMB_FLOOR = 64 << 20
+MAX_TENSOR_BYTES = 1 << 50   # 1 PiB: a declared size beyond this is corrupt, whatever backs it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +127,17 @@ class Source:
             raise InputRejected("object dtype is refused (it needs pickle)", path=self.path, tensor=name)
         if dtype.kind not in "biufc" and dtype.name not in ("bfloat16",):
             raise InputRejected(f"unsupported dtype {dtype}", path=self.path, tensor=name)
-        self._infos[name] = TensorInfo(name, tuple(int(d) for d in shape), dtype.name)
+        dims = tuple(int(d) for d in shape)
+        if any(d < 0 for d in dims):
+            raise InputRejected(f"declares the shape {dims}, with a negative dimension (corrupt)", path=self.path,
+                                tensor=name)
+        size = dtype.itemsize
+        for d in dims:
+            size *= d   # Python ints: no overflow before the check
+        if size > MAX_TENSOR_BYTES:
+            raise InputRejected(f"declares the shape {dims}: {size} bytes, more than any file holds (corrupt or "
+                                "a size bomb)", path=self.path, tensor=name)
+        self._infos[name] = TensorInfo(name, dims, dtype.name)
         return self._infos[name]
 
     def _check_backed(self, name, present_bytes, what="bytes present"):
@@ -179,3 +190,21 @@ def read_text_file(path, what, error=InputRejected, limit=TEXT_LIMIT):
         return raw.decode("utf8")
     except UnicodeDecodeError as e:
         raise error(f"the {what} is not UTF-8 text (byte {e.start} is 0x{raw[e.start]:02x})", path=path) from e
+
+
+MAX_JSON_BYTES = 64 << 20
+
+
+def parse_json(text, path, what):
+    """A JSON document embedded in a source (a model config, a manifest), or InputRejected."""
+    import json
+
+    if text is None:
+        return None
+    if len(text) > MAX_JSON_BYTES:
+        raise InputRejected(f"the {what} is {len(text)} bytes of JSON; more than {MAX_JSON_BYTES} is refused",
+                            path=path)
+    try:
+        return json.loads(text)
+    except (ValueError, TypeError) as e:
+        raise InputRejected(f"the {what} is not valid JSON ({e})", path=path) from e

@@ -3,14 +3,13 @@ full-model files, and generic trees of datasets. h5py datasets are lazy, so a
 tensor is only read when asked for."""
 
 import dataclasses
-import json
 
 import h5py
 import numpy as np
 
 from mwconv.errors import InputRejected
 from mwconv.formats.artifact import WeightsOnlyArtifact
-from mwconv.formats.base import Source
+from mwconv.formats.base import Source, parse_json
 from mwconv.formats.format import Format
 from mwconv.formats.sniff import HDF5_MAGIC
 from mwconv.manifest import dumps
@@ -31,6 +30,14 @@ def _attr_text(obj, key):
     if isinstance(val, bytes):
         return val.decode("utf8")
     return None if val is None else str(val)
+
+
+def _resolves(f, name):
+    """Whether a soft link leads to an object in the file (a cycle makes h5py raise)."""
+    try:
+        return f.get(name) is not None
+    except (RuntimeError, SystemError, KeyError, OSError, RecursionError):
+        return False
 
 
 class HDF5Source(Source):
@@ -58,8 +65,8 @@ class HDF5Source(Source):
         def visit(name, link):
             if isinstance(link, h5py.ExternalLink):
                 bad.append((name, f"external link to {link.filename}:{link.path}: refused (it reads another file)"))
-            elif isinstance(link, h5py.SoftLink) and f.get(name) is None:
-                bad.append((name, f"soft link to '{link.path}' that leaves the file or dangles: refused"))
+            elif isinstance(link, h5py.SoftLink) and not _resolves(f, name):
+                bad.append((name, f"soft link to '{link.path}' that leaves the file, dangles or loops: refused"))
 
         f.visititems_links(visit)
         if bad:
@@ -80,12 +87,13 @@ class HDF5Source(Source):
     # -- layout ------------------------------------------------------------
     def _open(self):
         f = self._file
-        manifest = _attr_text(f, MANIFEST_ATTR)
-        self._manifest = json.loads(manifest) if manifest else None
+        self._manifest = parse_json(_attr_text(f, MANIFEST_ATTR) or None, self.path, f"{MANIFEST_ATTR} attribute")
         if "model_weights" in f and "model_config" in f.attrs:
             self.kind = "keras-full-model"
             self.has_architecture = True
-            config = json.loads(_attr_text(f, "model_config"))
+            config = parse_json(_attr_text(f, "model_config"), self.path, "model_config attribute")
+            if not isinstance(config, dict):
+                raise InputRejected("the model_config attribute is not a JSON object", path=self.path)
             self._metadata["model_class"] = config.get("class_name")
             self._metadata["keras_version"] = _attr_text(f, "keras_version")
             self._metadata["backend"] = _attr_text(f, "backend")
@@ -104,10 +112,16 @@ class HDF5Source(Source):
         layer_names = _attr_strings(root, "layer_names") or []
         self._metadata["layer_names"] = layer_names
         for layer in layer_names:
-            group = root[layer]
+            group = root.get(layer)
+            if not isinstance(group, h5py.Group):
+                raise InputRejected(f"layer_names lists '{layer}', which the file holds no group for (corrupt)",
+                                    path=self.path, tensor=layer)
             for weight in _attr_strings(group, "weight_names") or []:
                 name = f"{layer}/{weight}"
-                ds = group[weight]
+                ds = group.get(weight)
+                if not isinstance(ds, h5py.Dataset):
+                    raise InputRejected("weight_names lists it, but the file holds no dataset for it (corrupt)",
+                                        path=self.path, tensor=name)
                 self._check_dataset(name, ds)
                 self._datasets[name] = ds
 

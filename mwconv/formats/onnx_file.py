@@ -9,12 +9,28 @@ import numpy as np
 
 from mwconv.errors import InputRejected
 from mwconv.formats.artifact import Artifact
-from mwconv.formats.base import Source, resolve_inside
+from mwconv.formats.base import Source, parse_json, resolve_inside
 from mwconv.formats.format import Format
 from mwconv.formats.tf_functions import serving_function, stateless_function
 from mwconv.outputs import atomic_output, check_target
 
 MANIFEST_KEY = "mwconv_manifest"
+
+
+def _external_range(entries, nbytes, path, name):
+    """``(offset, length)`` of an external-data entry: non-negative integers, length equal to the
+    tensor's byte size (when given)."""
+    try:
+        offset, length = int(entries.get("offset", 0)), int(entries.get("length", nbytes))
+    except ValueError as e:
+        raise InputRejected(f"external data offset/length are not integers ({e})", path=path, tensor=name) from e
+    if offset < 0 or length < 0:
+        raise InputRejected(f"external data offset {offset} / length {length} is negative (corrupt)", path=path,
+                            tensor=name)
+    if length != nbytes:
+        raise InputRejected(f"external data length {length} differs from the {nbytes} bytes its dims need "
+                            "(corrupt)", path=path, tensor=name)
+    return offset, length
 
 
 class OnnxSource(Source):
@@ -57,7 +73,7 @@ class OnnxSource(Source):
             "external_data": bool(self._external),
         })
         props = {p.key: p.value for p in self.model.metadata_props}
-        self._manifest = json.loads(props[MANIFEST_KEY]) if MANIFEST_KEY in props else None
+        self._manifest = parse_json(props.get(MANIFEST_KEY), self.path, f"{MANIFEST_KEY} metadata entry")
 
     def _scan(self, t, name):
         import onnx
@@ -75,9 +91,11 @@ class OnnxSource(Source):
             entries = {e.key: e.value for e in t.external_data}
             location = entries.get("location", "")
             real = resolve_inside(self.path, location, name)
-            offset = int(entries.get("offset", 0))
-            length = int(entries.get("length", info.nbytes))
-            present = max(0, min(length, os.path.getsize(real) - offset))
+            offset, length = _external_range(entries, info.nbytes, self.path, name)
+            size = os.path.getsize(real)
+            if offset + length > size:
+                self._check_backed(name, max(0, size - offset), f"bytes are present in '{location}'")
+            present = max(0, min(length, size - offset))
             self._check_backed(name, present, f"bytes are present in '{location}'")
             if present < info.nbytes:
                 raise InputRejected(f"declares {info.nbytes} bytes but '{location}' holds only {present} "
@@ -86,6 +104,9 @@ class OnnxSource(Source):
         else:
             present = len(t.raw_data) if t.raw_data else self._typed_count(t) * np.dtype(dtype).itemsize
             self._check_backed(name, present)
+            if t.raw_data and present > info.nbytes:
+                raise InputRejected(f"its raw_data holds {present} bytes but its dims {tuple(t.dims)} need "
+                                    f"{info.nbytes} (corrupt)", path=self.path, tensor=name)
             if present < info.nbytes:
                 raise InputRejected(f"declares {info.nbytes} bytes but only {present} are embedded (truncated)",
                                     path=self.path, tensor=name)

@@ -3,14 +3,13 @@ graph in ``saved_model.pb`` (names and trainable flags as TensorFlow recorded
 them) and read lazily from the checkpoint, one tensor at a time; no graph code
 is executed."""
 
-import json
 import os
 
 import numpy as np
 
 from mwconv.errors import InputRejected
 from mwconv.formats.artifact import Artifact
-from mwconv.formats.base import Source
+from mwconv.formats.base import Source, parse_json
 from mwconv.formats.format import Format
 from mwconv.formats.tf_functions import serving_function, with_tf_flags
 from mwconv.manifest import dumps
@@ -89,8 +88,9 @@ class SavedModelSource(Source):
         manifest_path = os.path.join(self.path, MANIFEST_FILE)
         self._manifest = None
         if os.path.isfile(manifest_path):
-            with open(manifest_path, encoding="utf8") as f:
-                self._manifest = json.load(f)
+            from mwconv.formats.base import read_text_file
+            self._manifest = parse_json(read_text_file(manifest_path, "mwconv manifest", limit=64 << 20),
+                                        manifest_path, "mwconv manifest")
 
     def _read(self, name):
         return self._reader.get_tensor(self._keys[name])

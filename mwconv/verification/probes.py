@@ -42,5 +42,10 @@ def load_inputs(path, specs):
     for name, shape, dtype in specs:
         if name not in arrays:
             raise UsageError(f"holds no array for input '{name}' (has {sorted(arrays)})", path=path)
-        out[name] = arrays[name].astype(np.dtype(dtype), copy=False)
+        array = arrays[name]
+        if array.ndim != len(shape) or any(d is not None and d != a for d, a in zip(shape, array.shape)):
+            expected = tuple("N" if d is None else d for d in shape)
+            raise UsageError(f"its array for input '{name}' has shape {array.shape}; the model takes {expected}",
+                             path=path)
+        out[name] = array.astype(np.dtype(dtype), copy=False)
     return out

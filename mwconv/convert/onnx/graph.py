@@ -109,6 +109,7 @@ class GraphBuilder(ShapeOps, LinearOps, ConvOps):
                 unsupported.setdefault(node.op_type, []).append(node.name or "(unnamed)")
         if unsupported:
             self._raise_unsupported(unsupported)
+        self._check_order()
         inputs = self._inputs()
         self._convert_nodes()
         outputs = self._outputs(inputs)
@@ -116,6 +117,18 @@ class GraphBuilder(ShapeOps, LinearOps, ConvOps):
         model = self.keras.Model(inputs, outputs[0] if len(outputs) == 1 else outputs, name=name)
         plan = [(f"{layer.name}/{weight}", source, transform) for layer, weight, source, transform in self.assignments]
         return model, plan, sorted(self.attribute_constants)
+
+    def _check_order(self):
+        """Every node reads graph inputs, initializers or outputs of earlier nodes: no cycle, no
+        dangling edge (ONNX requires topological order)."""
+        known = {vi.name for vi in self.graph.input} | set(self.constants) | {""}
+        for node in self.graph.node:
+            missing = [t for t in node.input if t not in known]
+            if missing:
+                raise InputRejected(f"node '{node.name or '(unnamed)'}' ({node.op_type}) reads '{missing[0]}', which "
+                                    "no earlier node, graph input or initializer produces: the graph has a cycle or "
+                                    "a dangling edge", path=self.src.path, tensor=missing[0])
+            known.update(node.output)
 
     def _inputs(self):
         """One keras.Input per graph input that is not an initializer, by (sanitised) name."""
