@@ -9,7 +9,7 @@ import traceback
 import click
 
 from mwconv import __version__
-from mwconv.errors import EXIT_CODES, MwconvError
+from mwconv.errors import EXIT_CODES, MwconvError, printable, shorten
 from mwconv.formats.names import EXPORT_FORMATS
 from mwconv.options import DEFAULT_OPSET, ExportOptions, ImportOptions, VerifyOptions
 
@@ -160,7 +160,8 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
 def _format_import(report, out):
     rows = [("target weight", "source tensor", "transform", "state")]
     for w in report.weights:
-        rows.append((w["target"], w["source"] or "-", w["transform"] or "-", "trainable" if w["trainable"] else "frozen"))
+        rows.append((printable(w["target"]), printable(w["source"] or "-"), w["transform"] or "-",
+                     "trainable" if w["trainable"] else "frozen"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     frozen = sum(1 for w in report.weights if not w["trainable"])
@@ -169,7 +170,7 @@ def _format_import(report, out):
     for label, items in (("missing (kept their initial values)", report.missing),
                          ("unused source tensors", report.unused), ("ignored by rules", report.ignored)):
         if items:
-            lines.append(f"{label}: {', '.join(items)}")
+            lines.append(f"{label}: {printable(shorten(items, 50))}")
     lines.append(f"wrote {out}")
     return "\n".join(lines)
 

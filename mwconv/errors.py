@@ -5,6 +5,33 @@ Messages are one line and name the file, the tensor and the fix.
 """
 
 
+import re
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text):
+    """``text`` with control characters (newlines, terminal escapes) shown as ``\\xNN``, so a
+    file or tensor name can never break a one-line message or forge another line.
+
+    >>> printable("a\\nmwconv: ok\\x1b[2J")
+    'a\\\\x0amwconv: ok\\\\x1b[2J'
+    """
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+
+
+def shorten(names, limit=20):
+    """``a, b, c`` or, past ``limit`` names, ``a, b, ... and 99,998 more``.
+
+    >>> shorten([f"n{i}" for i in range(100000)], limit=2)
+    'n0, n1, ... and 99,998 more'
+    """
+    names = [str(n) for n in names]
+    if len(names) <= limit:
+        return ", ".join(names)
+    return ", ".join(names[:limit]) + f", ... and {len(names) - limit:,} more"
+
+
 class MwconvError(Exception):
     """Base class of every expected failure."""
 
@@ -19,7 +46,7 @@ class MwconvError(Exception):
             prefix = f"{self.path}: "
         if tensor is not None:
             prefix += f"tensor '{tensor}': "
-        super().__init__(prefix + message)
+        super().__init__(printable(prefix + message))
 
 
 class VerificationFailed(MwconvError):

@@ -1,6 +1,7 @@
 """``mwconv inspect``: what a weight source holds, as a JSON-able report."""
 
 from mwconv import progress
+from mwconv.errors import printable
 from mwconv.formats import open_source
 
 
@@ -58,13 +59,13 @@ def _size(n):
 
 def format_inspect(report):
     """The human table for an inspect report."""
-    lines = [f"{report['path']}: {report['format']}"
+    lines = [f"{printable(report['path'])}: {report['format']}"
              + (f" ({report['metadata']['kind']})" if report["metadata"].get("kind") else "")
              + f", architecture {'present' if report['architecture'] else 'absent'}"]
     rows = [("name", "shape", "dtype", "bytes") + (("trainable",) if report["partition"] else ())
             + (("sha256",) if report["tensors"] and "sha256" in report["tensors"][0] else ())]
     for t in report["tensors"]:
-        row = (t["name"], str(tuple(t["shape"])), t["dtype"], str(t["bytes"]))
+        row = (printable(t["name"]), str(tuple(t["shape"])), t["dtype"], str(t["bytes"]))
         if report["partition"]:
             row += ("trainable" if t["trainable"] else "frozen",)
         if "sha256" in t:

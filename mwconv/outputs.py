@@ -5,6 +5,8 @@ never damages an existing one; existing outputs need ``force=True``.
 """
 
 import contextlib
+import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -33,9 +35,53 @@ def _remove(path):
         os.remove(path)
 
 
+def _stage_prefix(target):
+    """The staging folders of one target share this prefix (short: any target name fits)."""
+    name = os.path.basename(target).encode("utf8", "surrogateescape")
+    return f".mwconv-{hashlib.sha256(name).hexdigest()[:12]}."
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_leftovers(target):
+    """Remove staging folders that killed runs left for ``target`` (their process is gone)."""
+    parent, prefix = os.path.dirname(target), _stage_prefix(target)
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith(prefix) and n.endswith(".mwconv-tmp")]
+    except OSError:
+        return []
+    swept = []
+    for name in names:
+        root = os.path.join(parent, name)
+        try:
+            with open(os.path.join(root, ".pid"), encoding="ascii") as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            pid = None
+        if pid is None or not _alive(pid):
+            shutil.rmtree(root, ignore_errors=True)
+            swept.append(root)
+    return swept
+
+
+def _no_space(error):
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return True
+    return "ResourceExhausted" in type(error).__name__ or "No space left on device" in str(error)
+
+
 @contextlib.contextmanager
 def atomic_output(target, *, force=False, directory=False):
-    """Yield a temporary sibling path; on success move it to ``target``.
+    """Yield a temporary sibling path; on success move it to ``target``. Leftovers of
+    killed runs for the same target are swept first; a full disk is OutputRefused.
 
     >>> with atomic_output("model.keras", force=True) as tmp:   # doctest: +SKIP
     ...     model.save(tmp)
@@ -44,7 +90,10 @@ def atomic_output(target, *, force=False, directory=False):
     parent = os.path.dirname(target)
     try:
         os.makedirs(parent, exist_ok=True)
-        stage_root = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.", suffix=".mwconv-tmp", dir=parent)
+        sweep_leftovers(target)
+        stage_root = tempfile.mkdtemp(prefix=_stage_prefix(target), suffix=".mwconv-tmp", dir=parent)
+        with open(os.path.join(stage_root, ".pid"), "w", encoding="ascii") as f:
+            f.write(str(os.getpid()))
     except OSError as e:
         raise OutputRefused(f"cannot create a staging folder ({e.strerror})", path=target) from e
     staged = os.path.join(stage_root, os.path.basename(target))
@@ -53,8 +102,13 @@ def atomic_output(target, *, force=False, directory=False):
     try:
         yield staged
         _commit(staged, target, stage_root)
-    except OSError as e:
-        raise OutputRefused(f"cannot write ({e.strerror or e})", path=target) from e
+    except Exception as e:  # noqa: BLE001 - a full disk shows up as many types; others are re-raised
+        if _no_space(e):
+            raise OutputRefused("no space left on the device; nothing was written (free some space or choose "
+                                "another output)", path=target) from e
+        if isinstance(e, OSError):
+            raise OutputRefused(f"cannot write ({e.strerror or e})", path=target) from e
+        raise
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
 

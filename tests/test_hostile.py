@@ -271,3 +271,84 @@ def test_probe_inputs_of_the_wrong_shape(model, tmp_path):
     code, _, err = run_cli("verify", model, "--inputs", tmp_path / "in.npz")
     assert code == 2
     assert "its array for input 'image' has shape (2, 5, 5, 3); the model takes ('N', 8, 8, 3)" in err
+
+
+# -- writing: full disks, long names, leftovers of killed runs ------------------------------------
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root only; skipped with the reason elsewhere)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
+                          text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'mount failed'}); run as root to test")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.fixture(scope="module")
+def big_model(tmp_path_factory):
+    import keras
+    path = tmp_path_factory.mktemp("big") / "big.keras"
+    inp = keras.Input((1024,), name="x")
+    keras.Model(inp, keras.layers.Dense(1024, name="d")(inp)).save(path)     # 4 MiB of weights
+    return path
+
+
+@pytest.mark.parametrize("fmt, name", [("saved_model", "serving"), ("keras", "m.keras"), ("onnx", "m.onnx"),
+                                       ("safetensors", "m.safetensors"), ("weights_h5", "m.weights.h5")])
+def test_disk_full_is_exit_4_and_leaves_nothing(fmt, name, big_model, small_disk):
+    code, _, err = run_cli("export", big_model, "--format", fmt, "-o", small_disk / name, "-q")
+    assert code == 4
+    assert err == (f"mwconv: error: {small_disk / name}: no space left on the device; nothing was written (free "
+                   "some space or choose another output)\n")
+    assert os.listdir(small_disk) == []
+
+
+def test_a_long_file_name_is_fine(model, tmp_path):
+    name = "m" * 240 + ".keras"                     # 246 bytes: valid on ext4, too long with a suffix added
+    code, _, err = run_cli("export", model, "--format", "keras", "-o", tmp_path / name)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path)) == [name]
+
+
+def test_leftovers_of_a_killed_run_are_swept(model, tmp_path):
+    from mwconv.outputs import _stage_prefix
+
+    target = tmp_path / "serving"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f"{_stage_prefix(str(target))}abc123.mwconv-tmp"
+    stale.mkdir()
+    (stale / ".pid").write_text(str(dead.pid))
+    (stale / "serving").mkdir()
+    (stale / "serving" / "half-written").write_bytes(b"\0" * 1024)
+    live = tmp_path / f"{_stage_prefix(str(target))}def456.mwconv-tmp"     # a run still going: kept
+    live.mkdir()
+    (live / ".pid").write_text(str(os.getpid()))
+    code, _, err = run_cli("export", model, "--format", "saved_model", "-o", target, "--no-verify")
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path)) == sorted(["serving", live.name])
+
+
+# -- names in messages: escaped, long lists shortened ---------------------------------------------
+def test_names_with_control_characters_are_escaped(samples, tmp_path):
+    import numpy as np
+    evil = "w\nmwconv: all checks passed\x1b[2J"
+    np.savez(tmp_path / "evil.npz", **{evil: np.ones(3, np.float32)})
+    code, out, _ = run_cli("inspect", tmp_path / "evil.npz")
+    assert code == 0 and "\x1b" not in out and "mwconv: all checks passed" not in out.splitlines()[1:]
+    assert "w\\x0amwconv: all checks passed\\x1b[2J" in out
+    code, _, err = run_cli("import", tmp_path / "evil.npz", "--model", samples / "keras3_model.keras",
+                           "-o", tmp_path / "m.keras")
+    assert code == 3 and err.count("\n") == 1 and "\x1b" not in err and "w\\x0amwconv" in err
+
+
+def test_long_lists_are_shortened(samples, tmp_path):
+    import numpy as np
+    np.savez(tmp_path / "many.npz", **{f"t{i}": np.zeros(1, np.float32) for i in range(5000)})
+    code, _, err = run_cli("import", tmp_path / "many.npz", "--model", samples / "keras3_model.keras",
+                           "-o", tmp_path / "m.keras")
+    assert code == 3 and err.count("\n") == 1 and len(err) < 3000
+    assert "5000 source tensors are unused: t0, t1, " in err and ", ... and 4,980 more" in err

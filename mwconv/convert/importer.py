@@ -18,7 +18,7 @@ from mwconv.convert import layout as layouts
 from mwconv.convert.matching import match
 from mwconv.convert.rules import load_rules
 from mwconv.convert.target import catalogue, load_model_spec
-from mwconv.errors import InputRejected
+from mwconv.errors import InputRejected, shorten
 from mwconv.options import ImportOptions
 from mwconv.formats import open_source
 
@@ -278,15 +278,16 @@ def _import(source, opts):
 def _raise_if_strict(report, allow_missing, allow_unused):
     problems = []
     if report.mismatched:
-        problems.append("shape mismatch: " + "; ".join(
-            f"{d['source']} {tuple(d['source_shape'])} -> {d['target']} {tuple(d['target_shape'])} "
-            f"(transform '{d['transform']}' gives {tuple(d['transformed_shape']) if d['transformed_shape'] else 'no fit'})"
-            for d in report.mismatched))
+        shown = [f"{d['source']} {tuple(d['source_shape'])} -> {d['target']} {tuple(d['target_shape'])} (transform "
+                 f"'{d['transform']}' gives {tuple(d['transformed_shape']) if d['transformed_shape'] else 'no fit'})"
+                 for d in report.mismatched]
+        problems.append("shape mismatch: " + "; ".join(shown[:20])
+                        + (f"; ... and {len(shown) - 20:,} more" if len(shown) > 20 else ""))
     if report.missing and not allow_missing:
-        problems.append(f"{len(report.missing)} target weights get no source tensor: {', '.join(report.missing)} "
+        problems.append(f"{len(report.missing)} target weights get no source tensor: {shorten(report.missing)} "
                         "(--allow-missing keeps their initial values)")
     if report.unused and not allow_unused:
-        problems.append(f"{len(report.unused)} source tensors are unused: {', '.join(report.unused)} "
+        problems.append(f"{len(report.unused)} source tensors are unused: {shorten(report.unused)} "
                         "(--allow-unused, or a '-> !ignore' rule in --map)")
     if problems:
         raise InputRejected("the mapping does not fit: " + " | ".join(problems), path=report.source,

@@ -20,7 +20,7 @@ from mwconv.convert.onnx.common import ACTIVATIONS, Unsupported, attrs
 from mwconv.convert.onnx.conv_ops import ConvOps
 from mwconv.convert.onnx.linear_ops import LinearOps
 from mwconv.convert.onnx.shape_ops import ShapeOps
-from mwconv.errors import InputRejected
+from mwconv.errors import InputRejected, shorten
 
 
 class GraphBuilder(ShapeOps, LinearOps, ConvOps):
@@ -127,7 +127,7 @@ class GraphBuilder(ShapeOps, LinearOps, ConvOps):
             if missing:
                 raise InputRejected(f"node '{node.name or '(unnamed)'}' ({node.op_type}) reads '{missing[0]}', which "
                                     "no earlier node, graph input or initializer produces: the graph has a cycle or "
-                                    "a dangling edge", path=self.src.path, tensor=missing[0])
+                                    "a dangling edge (malformed graph)", path=self.src.path, tensor=missing[0])
             known.update(node.output)
 
     def _inputs(self):
@@ -190,7 +190,7 @@ class GraphBuilder(ShapeOps, LinearOps, ConvOps):
         return outputs
 
     def _raise_unsupported(self, found, detail=False):
-        listing = "; ".join(f"{op} ({', '.join(names)})" for op, names in sorted(found.items()))
+        listing = "; ".join(f"{op} ({shorten(names, 5)})" for op, names in sorted(found.items()))
         what = "unsupported operator uses" if detail else "unsupported operators"
         raise InputRejected(f"cannot rebuild this ONNX graph in Keras: {what}: {listing}. Pass --model (a Keras "
                             "model factory) with a rules file (--map) to import its initializers instead",
