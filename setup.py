@@ -24,11 +24,11 @@ setup(
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=8", "jsonschema>=4.18", "jax>=0.4.30"],   # jax: the no-TensorFlow backend tests
+        "test": ["pytest>=8", "jsonschema>=4.18", "jax>=0.4.30", "hypothesis>=6.100"],   # jax: no-TensorFlow tests
         # CUDA builds for the device check (Linux x86-64). onnxruntime-gpu provides the same
         # 'onnxruntime' module as the CPU wheel: see the README's GPU section.
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22; sys_platform == 'linux'",
                 "onnxruntime-gpu>=1.18,<2; sys_platform == 'linux' and platform_machine == 'x86_64'"],
     },
-    entry_points={"console_scripts": ["mwconv=mwconv.cli:main"]},
+    entry_points={"console_scripts": ["mwconv=mwconv.cli:entry"]},
 )

@@ -389,5 +389,21 @@ def run(ctx, pipelines, quiet, as_json, verbose):
         sys.exit(code)
 
 
+def entry():
+    """The ``mwconv`` console command. SIGINT and SIGTERM end it cleanly (exit 130 or 143,
+    temporary files removed) whatever the run was doing (see ``mwconv.runtime``)."""
+    import shutil
+
+    from mwconv import runtime
+
+    runtime.install_signal_handlers()
+    folder = runtime.private_tempdir()
+    try:
+        main(prog_name="mwconv")
+    finally:
+        runtime.ignore_signals()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    entry()

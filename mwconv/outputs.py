@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 
+from mwconv import runtime
 from mwconv.errors import OutputRefused
 
 
@@ -41,16 +42,6 @@ def _stage_prefix(target):
     return f".mwconv-{hashlib.sha256(name).hexdigest()[:12]}."
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def sweep_leftovers(target):
     """Remove staging folders that killed runs left for ``target`` (their process is gone)."""
     parent, prefix = os.path.dirname(target), _stage_prefix(target)
@@ -66,7 +57,7 @@ def sweep_leftovers(target):
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             pid = None
-        if pid is None or not _alive(pid):
+        if pid is None or not runtime.alive(pid):
             shutil.rmtree(root, ignore_errors=True)
             swept.append(root)
     return swept
@@ -92,6 +83,7 @@ def atomic_output(target, *, force=False, directory=False):
         os.makedirs(parent, exist_ok=True)
         sweep_leftovers(target)
         stage_root = tempfile.mkdtemp(prefix=_stage_prefix(target), suffix=".mwconv-tmp", dir=parent)
+        runtime.register_staging(stage_root)
         with open(os.path.join(stage_root, ".pid"), "w", encoding="ascii") as f:
             f.write(str(os.getpid()))
     except OSError as e:
@@ -101,7 +93,8 @@ def atomic_output(target, *, force=False, directory=False):
         os.mkdir(staged)
     try:
         yield staged
-        _commit(staged, target, stage_root)
+        with runtime.critical():      # a signal now waits: the old artifact is never lost half-way
+            _commit(staged, target, stage_root)
     except Exception as e:  # noqa: BLE001 - a full disk shows up as many types; others are re-raised
         if _no_space(e):
             raise OutputRefused("no space left on the device; nothing was written (free some space or choose "
@@ -111,6 +104,7 @@ def atomic_output(target, *, force=False, directory=False):
         raise
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
+        runtime.unregister_staging(stage_root)
 
 
 def _commit(staged, target, stage_root):

@@ -16,7 +16,7 @@ PACKAGE = os.path.join(ROOT, "mwconv")
 # lower rank, at module level or inside functions: cli -> pipeline -> convert ->
 # verification -> formats -> modelio -> layers -> errors. A new unit must be placed here.
 RANK = {
-    "errors": 0, "_quiet": 0, "progress": 0,
+    "errors": 0, "_quiet": 0, "progress": 0, "runtime": 0,
     "layers": 1, "outputs": 1, "manifest": 1,
     "modelio": 2,
     "formats": 3,

@@ -32,6 +32,9 @@ def _attr_text(obj, key):
     return None if val is None else str(val)
 
 
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, SystemError, IndexError)
+
+
 def _resolves(f, name):
     """Whether a soft link leads to an object in the file (a cycle makes h5py raise)."""
     try:
@@ -53,6 +56,9 @@ class HDF5Source(Source):
             self._check_links()
             self._datasets = {}
             self._open()
+        except H5_ERRORS as e:      # a damaged B-tree, heap or header: h5py raises many kinds
+            self._file.close()
+            raise InputRejected(f"corrupt HDF5 structure ({type(e).__name__}: {e})", path=path) from e
         except BaseException:
             self._file.close()
             raise
@@ -145,7 +151,7 @@ class HDF5Source(Source):
     def _read(self, name):
         try:
             return self._datasets[name][()]
-        except (OSError, ValueError) as e:
+        except H5_ERRORS as e:
             raise InputRejected(f"cannot read data ({e})", path=self.path, tensor=name) from e
 
     @property

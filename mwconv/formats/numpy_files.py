@@ -4,7 +4,9 @@ Headers are parsed without reading data; pickled or object arrays are refused
 (``allow_pickle`` is never set)."""
 
 import os
+import tokenize
 import zipfile
+import zlib
 
 import numpy as np
 from numpy.lib import format as npformat
@@ -25,7 +27,8 @@ def _read_header(fp, path, name):
         else:
             from numpy.lib._format_impl import _read_array_header
             shape, fortran, dtype = _read_array_header(fp, version)
-    except (ValueError, OSError, SyntaxError, EOFError) as e:
+    except (ValueError, OSError, SyntaxError, EOFError, TypeError, KeyError, tokenize.TokenError) as e:
+        # numpy parses the header as a Python literal: a damaged one fails in many ways
         raise InputRejected(f"corrupt or truncated .npy header ({e})", path=path, tensor=name) from e
     return shape, fortran, dtype
 
@@ -77,7 +80,7 @@ class NpzSource(Source):
         try:
             with self._zip.open(member) as fp:
                 shape, _, dtype = _read_header(fp, self.path, name)
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
             raise InputRejected(f"corrupt or truncated archive member ({e})", path=self.path, tensor=name) from e
         info = self._add(name, shape, dtype)
         self._check_backed(name, member.compress_size, "compressed bytes are present")
@@ -91,7 +94,7 @@ class NpzSource(Source):
         try:
             with self._zip.open(self._members[name]) as fp:
                 return npformat.read_array(fp, allow_pickle=False)
-        except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
             raise InputRejected(f"cannot read data ({e})", path=self.path, tensor=name) from e
 
     def close(self):

@@ -57,7 +57,7 @@ class SavedModelSource(Source):
             self._reader = tf.train.load_checkpoint(prefix)
             ckpt_graph = trackable_object_graph_pb2.TrackableObjectGraph()
             ckpt_graph.ParseFromString(self._reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-        except (tf.errors.OpError, ValueError, DecodeError) as e:
+        except (tf.errors.OpError, ValueError, IndexError, DecodeError) as e:
             raise InputRejected(f"cannot read the variables checkpoint ({e})", path=prefix) from e
         self._keys = {}
         self._trainable = {}
@@ -93,7 +93,14 @@ class SavedModelSource(Source):
                                         manifest_path, "mwconv manifest")
 
     def _read(self, name):
-        return self._reader.get_tensor(self._keys[name])
+        import tensorflow as tf
+        try:
+            return self._reader.get_tensor(self._keys[name])
+        except (tf.errors.OpError, IndexError, ValueError) as e:
+            # TensorFlow checks each tensor's checksum: a flipped byte or a cut file lands here
+            detail = getattr(e, "message", None) or str(e) or type(e).__name__
+            raise InputRejected(f"cannot read the variable from the checkpoint (corrupt or truncated: {detail})",
+                                path=self.path, tensor=name) from e
 
     def partition(self):
         return dict(self._trainable)
