@@ -9,7 +9,7 @@ import traceback
 import click
 
 from mwconv import __version__
-from mwconv.errors import EXIT_CODES, MwconvError, printable, shorten
+from mwconv.errors import EXIT_CODES, MwconvError
 from mwconv.formats.names import EXPORT_FORMATS
 from mwconv.options import DEFAULT_OPSET, ExportOptions, ImportOptions, VerifyOptions
 
@@ -29,6 +29,10 @@ class _Group(click.Group):
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
+        except RecursionError:
+            from mwconv.errors import InputRejected
+            _fail(ctx, InputRejected("the model's graph is too deep for Keras to rebuild or save (Python's "
+                                     "recursion limit): more chained layers than mwconv handles"), 3)
         except Exception as e:  # noqa: BLE001 - the last resort: no traceback reaches the user, for any input
             first = (str(e).splitlines() or [""])[0]
             first = first if len(first) <= 300 else first[:297] + "..."
@@ -157,24 +161,6 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
         click.echo(f"{len(written)} sample sources in {directory}")
 
 
-def _format_import(report, out):
-    rows = [("target weight", "source tensor", "transform", "state")]
-    for w in report.weights:
-        rows.append((printable(w["target"]), printable(w["source"] or "-"), w["transform"] or "-",
-                     "trainable" if w["trainable"] else "frozen"))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    frozen = sum(1 for w in report.weights if not w["trainable"])
-    lines.append(f"{len(report.weights)} weights: {len(report.provenance)} imported, {frozen} frozen, "
-                 f"{len(report.weights) - frozen} trainable (layout {report.layout})")
-    for label, items in (("missing (kept their initial values)", report.missing),
-                         ("unused source tensors", report.unused), ("ignored by rules", report.ignored)):
-        if items:
-            lines.append(f"{label}: {printable(shorten(items, 50))}")
-    lines.append(f"wrote {out}")
-    return "\n".join(lines)
-
-
 @main.command("import", epilog=EXIT_HELP)
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", type=click.Path(), help="The .keras file to write. Default: "
@@ -232,7 +218,7 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
     if opts["json"]:
         click.echo(json.dumps({"ok": True, "output": output, **report.to_dict()}, indent=2, default=str))
     else:
-        click.echo(_format_import(report, output))
+        click.echo(report.format(output))
 
 
 def _say(opts, text):
@@ -397,6 +383,7 @@ def entry():
     from mwconv import runtime
 
     runtime.install_signal_handlers()
+    runtime.allow_deep_graphs()
     folder = runtime.private_tempdir()
     try:
         main(prog_name="mwconv")

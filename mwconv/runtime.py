@@ -110,3 +110,13 @@ def private_tempdir():
     tempfile.tempdir = folder
     os.environ["TMPDIR"] = folder
     return folder
+
+
+DEEP_GRAPHS = 50_000
+
+
+def allow_deep_graphs(limit=DEEP_GRAPHS):
+    """Keras walks functional graphs recursively: a chain of 2,000 layers passes Python's default
+    limit of 1,000 frames. Python 3.11+ runs such recursion without growing the C stack."""
+    import sys
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), limit))

@@ -18,7 +18,7 @@ from mwconv.convert import layout as layouts
 from mwconv.convert.matching import match
 from mwconv.convert.rules import load_rules
 from mwconv.convert.target import catalogue, load_model_spec
-from mwconv.errors import InputRejected, shorten
+from mwconv.errors import InputRejected, printable, shorten
 from mwconv.options import ImportOptions
 from mwconv.formats import open_source
 
@@ -41,6 +41,25 @@ class ImportReport:
     @property
     def ok(self):
         return not (self.missing or self.unused or self.mismatched)
+
+    def format(self, out):
+        """The mapping report for people: one row per target weight, then what is missing or unused."""
+        rows = [("target weight", "source tensor", "transform", "state")]
+        for w in self.weights:
+            rows.append((printable(w["target"]), printable(w["source"] or "-"), w["transform"] or "-",
+                         "trainable" if w["trainable"] else "frozen"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        frozen = sum(1 for w in self.weights if not w["trainable"])
+        lines.append(f"{len(self.weights)} weights: {len(self.provenance)} imported, {frozen} frozen, "
+                     f"{len(self.weights) - frozen} trainable (layout {self.layout})")
+        for label, items in (("missing (kept their initial values)", self.missing),
+                             ("unused source tensors", self.unused), ("ignored by rules", self.ignored)):
+            if items:
+                lines.append(f"{label}: {printable(shorten(items, 50))}")
+        lines.append(f"wrote {out}")
+        return "\n".join(lines)
+
 
 
 def _release_memory():

@@ -22,6 +22,7 @@ from mwconv.errors import InputRejected
 # factor (and by more than BOMB_FLOOR bytes) is refused as a shape/zip bomb.
 BOMB_RATIO = 1000
 BOMB_FLOOR = 64 << 20
+HASH_CHUNK = 16 << 20
 MAX_TENSOR_BYTES = 1 << 50   # 1 PiB: a declared size beyond this is corrupt, whatever backs it
 
 
@@ -105,8 +106,13 @@ class Source:
                             path=self.path)
 
     def sha256(self, name):
+        """The sha256 of the tensor's C-order bytes, hashed in chunks (no second copy)."""
         arr = np.ascontiguousarray(self.get_tensor(name))
-        return hashlib.sha256(arr.tobytes()).hexdigest()
+        flat = arr.reshape(-1).view(np.uint8)
+        digest = hashlib.sha256()
+        for start in range(0, flat.size, HASH_CHUNK):
+            digest.update(flat[start:start + HASH_CHUNK])
+        return digest.hexdigest()
 
     # -- plumbing ----------------------------------------------------------
     def _read(self, name):  # pragma: no cover - abstract

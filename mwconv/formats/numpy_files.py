@@ -3,6 +3,7 @@
 Headers are parsed without reading data; pickled or object arrays are refused
 (``allow_pickle`` is never set)."""
 
+import hashlib
 import os
 import tokenize
 import zipfile
@@ -12,7 +13,7 @@ import numpy as np
 from numpy.lib import format as npformat
 
 from mwconv.errors import InputRejected
-from mwconv.formats.base import Source
+from mwconv.formats.base import HASH_CHUNK, Source
 from mwconv.formats.format import Format
 from mwconv.formats.sniff import NPY_MAGIC, zip_names
 
@@ -96,6 +97,26 @@ class NpzSource(Source):
                 return npformat.read_array(fp, allow_pickle=False)
         except (ValueError, OSError, zipfile.BadZipFile, EOFError, zlib.error) as e:
             raise InputRejected(f"cannot read data ({e})", path=self.path, tensor=name) from e
+
+    def sha256(self, name):
+        """Hashed from the archive stream, chunk by chunk: a member is never decompressed whole."""
+        info = self.info(name)
+        try:
+            with self._zip.open(self._members[name]) as fp:
+                _, fortran, _ = _read_header(fp, self.path, name)
+                if fortran and len(info.shape) > 1:
+                    return super().sha256(name)     # the stored order is not the C order hashed
+                digest, remaining = hashlib.sha256(), info.nbytes
+                while remaining:
+                    chunk = fp.read(min(HASH_CHUNK, remaining))
+                    if not chunk:
+                        raise InputRejected("the archive member ends before its data (truncated)", path=self.path,
+                                            tensor=name)
+                    digest.update(chunk)
+                    remaining -= len(chunk)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as e:
+            raise InputRejected(f"cannot read data ({e})", path=self.path, tensor=name) from e
+        return digest.hexdigest()
 
     def close(self):
         self._zip.close()

@@ -139,4 +139,10 @@ def verify(artifact, reference=None, *, options=None, format_name=None, **fields
         if check.name in options.require and check.status == SKIPPED:
             check.status = FAIL
             check.problems.append(f"required by --require, but skipped: {check.message}")
-    return VerifyReport(str(artifact), art.kind, ref_label, results, [], notes)
+    warnings = []
+    nonfinite = next((c.details.get("nonfinite") for c in results if c.name == "partition"), None)
+    if nonfinite:
+        from mwconv.errors import shorten
+        warnings.append(f"{len(nonfinite)} weights hold NaN or Inf values ({shorten(nonfinite, 10)}): the outputs "
+                        "check counts NaN as equal to NaN; check that this is intended (--allow-nonfinite)")
+    return VerifyReport(str(artifact), art.kind, ref_label, results, warnings, notes)

@@ -27,12 +27,17 @@ def compare_arrays(got, want, atol, rtol):
         return False, float("inf"), float("inf")
     if got.size == 0:
         return True, 0.0, 0.0
-    diff = np.abs(got - want)
     nan_mismatch = np.isnan(got) != np.isnan(want)
-    diff = np.where(np.isnan(got) & np.isnan(want), 0.0, diff)
-    rel = diff / np.maximum(np.abs(want), np.finfo(np.float32).tiny)
-    ok = bool(np.all(diff <= atol + rtol * np.abs(want)) and not nan_mismatch.any())
-    return ok, float(np.nanmax(diff)) if not nan_mismatch.any() else float("inf"), float(np.nanmax(rel))
+    same = (got == want) | (np.isnan(got) & np.isnan(want))     # equal infinities and NaN = NaN count as equal
+    with np.errstate(invalid="ignore"):
+        diff = np.where(same, 0.0, np.abs(got - want))
+        scale = np.where(same, 0.0, np.abs(want))
+        rel = diff / np.maximum(scale, np.finfo(np.float32).tiny)
+    mismatch = nan_mismatch | (~same & (np.isinf(got) | np.isinf(want)))   # an Inf matches only itself
+    ok = bool(np.all(diff[~mismatch] <= atol + rtol * scale[~mismatch]) and not mismatch.any())
+    if mismatch.any():
+        return ok, float("inf"), float("inf")
+    return ok, float(diff.max()), float(rel.max())
 
 
 def _fmt(value):

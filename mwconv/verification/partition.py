@@ -129,10 +129,18 @@ def check_partition(art, ref_entries, untracked=(), prefixes=()):
     note += "".join(f"; {n}" for n in pairing_notes)
     frozen = sum(1 for e in ref_entries.values() if not e["trainable"])
     flags = "" if any(e["trainable"] is not None for e in got.values()) else "; the artifact records no trainable flags"
+    details = {"nonfinite": nonfinite_weights(ref_entries)}
     if problems:
-        return Check("partition", FAIL, f"{len(problems)} problems in {len(ref_entries)} weights{note}", problems)
+        return Check("partition", FAIL, f"{len(problems)} problems in {len(ref_entries)} weights{note}", problems,
+                     details)
     return Check("partition", PASS, f"{len(ref_entries)} weights ({frozen} frozen, {len(ref_entries) - frozen} "
-                 f"trainable): same paths, shapes, dtypes, flags and sha256{flags}{note}")
+                 f"trainable): same paths, shapes, dtypes, flags and sha256{flags}{note}", details=details)
+
+
+def nonfinite_weights(entries):
+    """Paths of weights holding NaN or Inf (imported with --allow-nonfinite, or trained into it)."""
+    return [p for p, e in entries.items()
+            if "value" in e and e["value"].dtype.kind == "f" and not np.isfinite(e["value"]).all()]
 
 
 def untracked_problems(ref_model, art):
