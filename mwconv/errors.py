@@ -79,5 +79,6 @@ EXIT_CODES = {
     2: "usage error",
     3: "input rejected (unreadable, corrupt, unsafe, or the mapping does not fit)",
     4: "output refused (exists without --force, not writable, no space)",
-    130: "interrupted (Ctrl-C)",
+    130: "interrupted (Ctrl-C); nothing written, temporary files removed",
+    143: "terminated (SIGTERM); likewise",
 }

@@ -50,8 +50,8 @@ def _exit_now(signum):
         shutil.rmtree(folder, ignore_errors=True)
     if _state["private"]:
         shutil.rmtree(_state["private"], ignore_errors=True)
-    try:
-        os.write(2, f"mwconv: interrupted ({signal.Signals(signum).name})\n".encode())
+    try:   # the stderr of the start: fd 2 may point at /dev/null while a framework is imported quietly
+        os.write(_state.get("stderr", 2), f"mwconv: interrupted ({signal.Signals(signum).name})\n".encode())
     except OSError:
         pass
     os._exit(128 + signum)
@@ -65,6 +65,7 @@ def _handle(signum, frame):
 
 
 def install_signal_handlers():
+    _state["stderr"] = os.dup(2)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _handle)
 
