@@ -434,3 +434,21 @@ def test_comparing_nan_and_inf():
     assert compare_arrays([-inf], [inf], 1e-6, 1e-5) == (False, inf, inf)
     assert compare_arrays([1.0], [inf], 1e-6, 1e-5) == (False, inf, inf)
     assert compare_arrays([1.0 + 1e-7, 2.0], [1.0, 2.0], 1e-6, 1e-5)[0] is True
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_damaged_savedmodel_variables_are_refused(damage, model, tmp_path):
+    """TensorFlow's checkpoint carries checksums: a flipped byte or a cut file is refused, never imported."""
+    serving = tmp_path / "serving"
+    assert run_cli("export", model, "--format", "saved_model", "-o", serving, "--no-verify", "-q")[0] == 0
+    data = serving / "variables" / "variables.data-00000-of-00001"
+    raw = bytearray(data.read_bytes())
+    if damage == "flip":
+        raw[len(raw) // 2] ^= 0xFF
+    else:
+        raw = raw[: len(raw) // 2]
+    data.write_bytes(bytes(raw))
+    code, _, err = run_cli("import", serving, "--model", model, "-o", tmp_path / "m.keras")
+    assert code == 3 and err.count("\n") == 1 and "unexpected" not in err
+    assert ("Checksum does not match" if damage == "flip" else "Read less bytes than requested") in err
+    assert not (tmp_path / "m.keras").exists()
