@@ -10,6 +10,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 
 from mwconv import runtime
 from mwconv.errors import OutputRefused
@@ -42,6 +43,16 @@ def _stage_prefix(target):
     return f".mwconv-{hashlib.sha256(name).hexdigest()[:12]}."
 
 
+FRESH_SECONDS = 60
+
+
+def _age(path):
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return float("inf")
+
+
 def sweep_leftovers(target):
     """Remove staging folders that killed runs left for ``target`` (their process is gone)."""
     parent, prefix = os.path.dirname(target), _stage_prefix(target)
@@ -57,6 +68,8 @@ def sweep_leftovers(target):
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             pid = None
+        if pid is None and _age(root) < FRESH_SECONDS:
+            continue          # a concurrent run that has not written its .pid yet
         if pid is None or not runtime.alive(pid):
             shutil.rmtree(root, ignore_errors=True)
             swept.append(root)

@@ -329,9 +329,14 @@ def test_leftovers_of_a_killed_run_are_swept(model, tmp_path):
     live = tmp_path / f"{_stage_prefix(str(target))}def456.mwconv-tmp"     # a run still going: kept
     live.mkdir()
     (live / ".pid").write_text(str(os.getpid()))
+    starting = tmp_path / f"{_stage_prefix(str(target))}ghi789.mwconv-tmp"  # no .pid yet, just made: kept
+    starting.mkdir()
+    orphan = tmp_path / f"{_stage_prefix(str(target))}jkl012.mwconv-tmp"    # no .pid, an hour old: swept
+    orphan.mkdir()
+    os.utime(orphan, (os.path.getmtime(orphan) - 3600,) * 2)
     code, _, err = run_cli("export", model, "--format", "saved_model", "-o", target, "--no-verify")
     assert code == 0, err
-    assert sorted(os.listdir(tmp_path)) == sorted(["serving", live.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["serving", live.name, starting.name])
 
 
 # -- names in messages: escaped, long lists shortened ---------------------------------------------

@@ -130,6 +130,8 @@ def import_weights(source, model=None, *, options=None, **fields):
     ``channels_last``).
     """
     opts = options or ImportOptions(model=model, **fields)
+    if options is not None and model is not None:       # a model given beside the options wins
+        opts = dataclasses.replace(options, model=model)
     if opts.output is not None:
         from mwconv.formats import check_replaceable
         from mwconv.outputs import check_target

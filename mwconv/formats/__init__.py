@@ -13,9 +13,9 @@ Adding a format: a module in this package that defines a ``Source`` subclass
 ``names`` stays light (no framework imports) for the command line.
 """
 
-from mwconv.formats.names import EXPORT_FORMATS
-
 import os
+
+from mwconv.formats.names import EXPORT_FORMATS
 
 __all__ = ["Source", "TensorInfo", "by_name", "check_replaceable", "detect_format", "export_formats", "open_artifact",
            "open_source", "source_formats"]

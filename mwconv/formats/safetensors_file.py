@@ -154,21 +154,18 @@ class SafetensorsArtifact(WeightsOnlyArtifact):
     kind = "safetensors"
 
     def _read_manifest(self):
-        with SafetensorsSource(self.path) as src:
-            return src.manifest()
+        self.source = SafetensorsSource(self.path)      # one open source: headers checked once, data mapped
+        return self.source.manifest()
 
     def weights(self):
         flags = self._flags()
-        with SafetensorsSource(self.path) as src:
-            return {n: (np.asarray(src.get_tensor(n)), flags.get(n)) for n in src.keys()}
+        return {n: (np.asarray(self.source.get_tensor(n)), flags.get(n)) for n in self.source.keys()}
 
     def _fill(self, model):
-        with SafetensorsSource(self.path) as src:
-            present = set(src.keys())
-            for v in model.weights:
-                if v.path in present and tuple(src.info(v.path).shape) == tuple(v.shape):
-                    v.assign(src.get_tensor(v.path))
-
+        present = set(self.source.keys())
+        for v in model.weights:
+            if v.path in present and tuple(self.source.info(v.path).shape) == tuple(v.shape):
+                v.assign(self.source.get_tensor(v.path))
 
 
 def _sniff(path, head):
