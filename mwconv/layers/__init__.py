@@ -7,7 +7,7 @@ from mwconv.layers import onnx_ops  # noqa: F401  (registers the ONNX op layers)
 from mwconv.layers.mixed import (
     MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv1DTranspose, MixedConv2D, MixedConv2DTranspose,
     MixedConv3D, MixedConv3DTranspose, MixedDense, MixedDepthwiseConv1D, MixedDepthwiseConv2D, MixedEmbedding,
-    MixedPReLU,
+    MixedGroupNormalization, MixedLayerNormalization, MixedPReLU,
 )
 from mwconv.layers.mixin import KernelVariantsMixin, MixedWeightsMixin
 from mwconv.layers.seed import CombinedTransformation, FixedBiasLinear, FrozenEmbedding
@@ -16,5 +16,5 @@ __all__ = [
     "MIXED_FOR_STOCK", "CombinedTransformation", "FixedBiasLinear", "FrozenEmbedding", "KernelVariantsMixin",
     "MixedBatchNormalization", "MixedConv1D", "MixedConv1DTranspose", "MixedConv2D", "MixedConv2DTranspose",
     "MixedConv3D", "MixedConv3DTranspose", "MixedDense", "MixedDepthwiseConv1D", "MixedDepthwiseConv2D",
-    "MixedEmbedding", "MixedPReLU", "MixedWeightsMixin",
+    "MixedEmbedding", "MixedGroupNormalization", "MixedLayerNormalization", "MixedPReLU", "MixedWeightsMixin",
 ]

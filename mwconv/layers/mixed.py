@@ -107,15 +107,27 @@ class PReLU(MixedWeightsMixin, keras.layers.PReLU):
     """``keras.layers.PReLU`` with a frozen ``alpha`` when asked."""
 
 
+@register
+class LayerNormalization(MixedWeightsMixin, keras.layers.LayerNormalization):
+    """``keras.layers.LayerNormalization`` with a choice of frozen weights."""
+
+
+@register
+class GroupNormalization(MixedWeightsMixin, keras.layers.GroupNormalization):
+    """``keras.layers.GroupNormalization`` with a choice of frozen weights."""
+
+
 MixedDense, MixedConv1D, MixedConv2D, MixedConv3D = Dense, Conv1D, Conv2D, Conv3D
 MixedEmbedding, MixedConv2DTranspose, MixedDepthwiseConv2D = Embedding, Conv2DTranspose, DepthwiseConv2D
 MixedBatchNormalization, MixedPReLU = BatchNormalization, PReLU
 MixedConv1DTranspose, MixedConv3DTranspose, MixedDepthwiseConv1D = Conv1DTranspose, Conv3DTranspose, DepthwiseConv1D
+MixedLayerNormalization, MixedGroupNormalization = LayerNormalization, GroupNormalization
 
 MIXED_FOR_STOCK = {
     "Dense": MixedDense, "Conv1D": MixedConv1D, "Conv2D": MixedConv2D, "Conv3D": MixedConv3D,
     "Embedding": MixedEmbedding, "Conv2DTranspose": MixedConv2DTranspose,
     "DepthwiseConv2D": MixedDepthwiseConv2D, "BatchNormalization": MixedBatchNormalization,
     "PReLU": MixedPReLU, "Conv1DTranspose": MixedConv1DTranspose, "Conv3DTranspose": MixedConv3DTranspose,
-    "DepthwiseConv1D": MixedDepthwiseConv1D,
+    "DepthwiseConv1D": MixedDepthwiseConv1D, "LayerNormalization": MixedLayerNormalization,
+    "GroupNormalization": MixedGroupNormalization,
 }

@@ -48,6 +48,12 @@ class OnnxActivation(_Configured):
             return ops.softplus(x)
         if kind == "Softsign":
             return x / (1.0 + ops.abs(x))
+        if kind == "HardSigmoid":
+            return ops.clip(alpha * x + self.gamma, 0.0, 1.0)
+        if kind == "HardSwish":
+            return x * ops.clip(x / 6.0 + 0.5, 0.0, 1.0)
+        if kind == "Gelu":
+            return ops.gelu(x, approximate=bool(alpha))
         raise ValueError(f"OnnxActivation: unknown kind {kind!r}")
 
 
@@ -85,11 +91,14 @@ class OnnxTranspose(_Configured):
 
 @register
 class OnnxReshape(_Configured):
-    """Reshape to ``shape`` (without the batch axis, which is kept)."""
+    """Reshape to ``shape`` (without the batch axis, which is kept; with ``full``,
+    the whole shape, batch axis included)."""
 
-    _fields = ("shape",)
+    _fields = ("shape", "full")
 
     def call(self, x):
+        if getattr(self, "full", None):
+            return ops.reshape(x, list(self.shape))
         return ops.reshape(x, [ops.shape(x)[0]] + list(self.shape))
 
 
@@ -126,16 +135,21 @@ class OnnxGlobalAveragePool(keras.layers.Layer):
         return ops.mean(x, axis=tuple(range(2, len(x.shape))), keepdims=True)
 
 
+BINARY = {"Add": ops.add, "Sub": ops.subtract, "Mul": ops.multiply, "Div": ops.divide, "MatMul": ops.matmul,
+          "Pow": ops.power, "Max": ops.maximum, "Min": ops.minimum, "Equal": ops.equal, "Less": ops.less,
+          "Greater": ops.greater, "LessOrEqual": ops.less_equal, "GreaterOrEqual": ops.greater_equal,
+          "And": ops.logical_and, "Or": ops.logical_or, "Xor": ops.logical_xor}
+
+
 @register
 class OnnxBinary(_Configured):
-    """Add/Sub/Mul/Div/MatMul of two graph tensors."""
+    """An elementwise operator (or MatMul) of two graph tensors, ONNX broadcasting."""
 
     _fields = ("op",)
 
     def call(self, inputs):
         a, b = inputs
-        return {"Add": ops.add, "Sub": ops.subtract, "Mul": ops.multiply, "Div": ops.divide,
-                "MatMul": ops.matmul}[self.op](a, b)
+        return BINARY[self.op](a, b)
 
 
 @register
@@ -151,13 +165,157 @@ class ConstantArithmetic(_Configured):
     """``x (op) c`` (or ``c (op) x`` with ``reverse``) with ``c`` a frozen weight
     of shape ``constant_shape``, scaled by ``scale``."""
 
-    _fields = ("op", "constant_shape", "reverse", "scale")
+    _fields = ("op", "constant_shape", "reverse", "scale", "constant_dtype")
 
     def build(self, input_shape):
         self.constant = self.add_weight(name="constant", shape=tuple(self.constant_shape), initializer="zeros",
-                                        trainable=False)
+                                        dtype=getattr(self, "constant_dtype", None) or None, trainable=False)
 
     def call(self, x):
-        c = self.constant * self.scale if self.scale != 1.0 else self.constant
+        c = ops.convert_to_tensor(self.constant)
+        c = c * self.scale if self.scale != 1.0 else c
         a, b = (c, x) if self.reverse else (x, c)
-        return {"Add": ops.add, "Sub": ops.subtract, "Mul": ops.multiply, "Div": ops.divide}[self.op](a, b)
+        return BINARY[self.op](a, b)
+
+
+UNARY = {"Erf": ops.erf, "Sqrt": ops.sqrt, "Neg": ops.negative, "Abs": ops.abs, "Exp": ops.exp, "Log": ops.log,
+         "Reciprocal": ops.reciprocal, "Floor": ops.floor, "Ceil": ops.ceil, "Sin": ops.sin, "Cos": ops.cos,
+         "Not": ops.logical_not, "Sign": ops.sign, "Round": ops.round}
+
+
+@register
+class OnnxUnary(_Configured):
+    """An elementwise function of one tensor (``kind``: an ONNX op type)."""
+
+    _fields = ("kind",)
+
+    def call(self, x):
+        return UNARY[self.kind](x)
+
+
+@register
+class OnnxClip(_Configured):
+    _fields = ("low", "high")
+
+    def call(self, x):
+        if self.low is not None:
+            x = ops.maximum(x, ops.cast(self.low, x.dtype))
+        if self.high is not None:
+            x = ops.minimum(x, ops.cast(self.high, x.dtype))
+        return x
+
+
+@register
+class OnnxCast(_Configured):
+    _fields = ("to",)
+
+    def call(self, x):
+        return ops.cast(x, self.to)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(x.shape, dtype=self.to)
+
+
+@register
+class OnnxWhere(_Configured):
+    def call(self, inputs):
+        condition, a, b = inputs
+        return ops.where(condition, a, b)
+
+
+@register
+class OnnxReduce(_Configured):
+    """ReduceMean/Sum/Max/Min over ``axes`` (all when None)."""
+
+    _fields = ("kind", "axes", "keepdims")
+
+    def call(self, x):
+        fn = {"ReduceMean": ops.mean, "ReduceSum": ops.sum, "ReduceMax": ops.max, "ReduceMin": ops.min,
+              "ReduceProd": ops.prod}[self.kind]
+        axes = tuple(self.axes) if self.axes is not None else None
+        return fn(x, axis=axes, keepdims=bool(self.keepdims))
+
+
+@register
+class OnnxGather(_Configured):
+    """Take ``indices`` (an int: the axis goes; a nested list: it becomes their shape) along ``axis``."""
+
+    _fields = ("indices", "axis")
+
+    def call(self, x):
+        return ops.take(x, ops.convert_to_tensor(self.indices, dtype="int32"), axis=self.axis)
+
+
+@register
+class OnnxSlice(_Configured):
+    """``slices``: [axis, start, stop, step] per sliced axis (stop may be None)."""
+
+    _fields = ("slices",)
+
+    def call(self, x):
+        index = [slice(None)] * len(x.shape)
+        for axis, start, stop, step in self.slices:
+            index[axis] = slice(start, stop, step)
+        return x[tuple(index)]
+
+
+@register
+class OnnxAxes(_Configured):
+    """Squeeze or Unsqueeze ``axes`` (of the output for Unsqueeze, as ONNX counts them)."""
+
+    _fields = ("kind", "axes")
+
+    def call(self, x):
+        if self.kind == "Squeeze":
+            return ops.squeeze(x, axis=tuple(self.axes))
+        for axis in sorted(self.axes):
+            x = ops.expand_dims(x, axis)
+        return x
+
+
+@register
+class OnnxExpand(_Configured):
+    """Broadcast to ``shape`` (ONNX Expand: both ways, as in numpy). Called on
+    ``[x, reference]``, a -1 in ``shape`` takes the reference's batch size."""
+
+    _fields = ("shape",)
+
+    def call(self, x):
+        shape = list(self.shape)
+        if isinstance(x, (list, tuple)):
+            x, reference = x
+            shape = [ops.shape(reference)[0] if s == -1 else s for s in shape]
+        return x * ops.ones(shape, dtype=x.dtype)
+
+
+@register
+class OnnxSplit(_Configured):
+    """Split along ``axis`` into pieces of ``sizes``; returns a list."""
+
+    _fields = ("axis", "sizes")
+
+    def call(self, x):
+        out, start = [], 0
+        for size in self.sizes:
+            index = [slice(None)] * len(x.shape)
+            index[self.axis] = slice(start, start + size)
+            out.append(x[tuple(index)])
+            start += size
+        return out
+
+
+@register
+class OnnxConstant(_Configured):
+    """Outputs its frozen weight ``constant`` (its input only places it in the graph)."""
+
+    _fields = ("constant_shape", "constant_dtype")
+
+    def build(self, input_shape):
+        self.constant = self.add_weight(name="constant", shape=tuple(self.constant_shape), initializer="zeros",
+                                        dtype=self.constant_dtype, trainable=False)
+
+    def call(self, x):
+        return ops.convert_to_tensor(self.constant)
+
+    def compute_output_spec(self, x):
+        return keras.KerasTensor(tuple(self.constant_shape), dtype=self.constant_dtype)

@@ -1,116 +1,114 @@
-"""ONNX ops with weights or constants that become Keras layers: elementwise
-arithmetic with constants, MatMul, Gemm, Gather (embeddings), BatchNormalization, PRelu."""
+"""ONNX ops that hold weights in Dense-like layers: MatMul, Gemm, Gather
+(embeddings, or indexing a graph tensor) and PRelu."""
 
 import numpy as np
 
-from mwconv.convert.onnx.common import Unsupported
+from mwconv.convert.onnx.common import Unsupported, axis as _axis, given
+from mwconv.convert.onnx.elementwise_ops import binary
+from mwconv.convert.onnx.registry import onnx_op
 
 
-class LinearOps:
-    """Handlers ``op_<Type>(node, attrs)`` of the GraphBuilder, returning the output tensor."""
+@onnx_op("MatMul")
+def matmul(g, node, a):
+    if g.is_const(node.input[0]):
+        raise Unsupported("a constant first operand")
+    if not g.is_const(node.input[1]):
+        return binary(g, node, a)
+    info = g.const_info(node.input[1])
+    if len(info.shape) != 2:
+        raise Unsupported(f"a {len(info.shape)}-D constant operand")
+    if g.rank(node.input[0], node) < 2:
+        raise Unsupported("a 1-D first operand")
+    layer = g.keras.layers.Dense(info.shape[1], use_bias=False, name=g.name(node))
+    out = layer(g.tensor(node.input[0], node))
+    g.weight(layer, "kernel", node.input[1], "none")
+    return out
 
-    def _binary(self, node, a):
-        from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxBinary
-        left, right = node.input[0], node.input[1]
-        lc, rc = left in self.constants, right in self.constants
-        if lc and rc:
-            raise Unsupported("both operands are constants (fold them first)")
-        if not (lc or rc):
-            return OnnxBinary(op=node.op_type, name=self.name(node))([self.tensor(left, node), self.tensor(right, node)])
-        cname, xname = (left, right) if lc else (right, left)
-        info = self.src.info(cname)
-        if np.dtype(info.dtype).kind != "f":
-            raise Unsupported(f"constant '{cname}' is {info.dtype} (float constants are supported)")
-        layer = ConstantArithmetic(op=node.op_type, constant_shape=list(info.shape), reverse=lc, scale=1.0,
-                                   name=self.name(node))
-        out = layer(self.tensor(xname, node))
-        self.weight(layer, "constant", cname)
+
+@onnx_op("Gemm")
+def gemm(g, node, a):
+    from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxScale, OnnxTranspose
+    if not g.is_const(node.input[1]):
+        raise Unsupported("a non-constant B")
+    trans_b = int(a.get("transB", 0))
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    b_shape = g.const_info(node.input[1]).shape
+    units = b_shape[0] if trans_b else b_shape[1]
+    c = given(node, 2)
+    c_shape = tuple(g.const_info(c).shape) if c else None
+    if c and not g.is_const(c):
+        raise Unsupported("a non-constant C")
+    if c and int(np.prod(c_shape)) != units and int(np.prod(c_shape)) != 1:
+        raise Unsupported(f"C of shape {c_shape} (a per-sample bias)")
+    fused = c is not None and alpha == 1.0 and beta == 1.0 and int(np.prod(c_shape)) == units
+    dense = g.keras.layers.Dense(units, use_bias=fused, name=g.name(node))
+    a_in = g.tensor(node.input[0], node)
+    if int(a.get("transA", 0)):  # A is (K, M): its first axis is Keras's batch axis here
+        known = list(g.shapes.get(node.input[0]) or [None, None])
+        a_in = OnnxTranspose(perm=[1, 0], known=known, name=g.name(node, "transA"))(a_in)
+    out = dense(a_in)
+    g.weight(dense, "kernel", node.input[1], "linear" if trans_b else "none")
+    if fused:
+        g.weight(dense, "bias", c, "reshape")
         return out
+    if alpha != 1.0:
+        out = OnnxScale(factor=alpha, name=g.name(node, "alpha"))(out)
+    if c is not None and beta != 0.0:
+        add = ConstantArithmetic(op="Add", constant_shape=list(c_shape), reverse=False, scale=beta,
+                                 name=g.name(node, "bias"))
+        out = add(out)
+        g.weight(add, "constant", c)
+    return out
 
-    op_Add = op_Sub = op_Mul = op_Div = _binary
 
-    def op_MatMul(self, node, a):
-        if node.input[0] in self.constants:
-            raise Unsupported("a constant first operand")
-        if node.input[1] not in self.constants:
-            return self._binary(node, a)
-        info = self.src.info(node.input[1])
-        if len(info.shape) != 2:
-            raise Unsupported(f"a {len(info.shape)}-D constant operand")
-        layer = self.keras.layers.Dense(info.shape[1], use_bias=False, name=self.name(node))
-        out = layer(self.tensor(node.input[0], node))
-        self.weight(layer, "kernel", node.input[1], "none")
-        return out
+@onnx_op("Gather")
+def gather(g, node, a):
+    if not g.is_const(node.input[0]):
+        return _index(g, node, a)
+    info = g.const_info(node.input[0])
+    if int(a.get("axis", 0)) != 0 or len(info.shape) != 2 or g.is_const(node.input[1]):
+        raise Unsupported("anything but rows of a 2-D initializer (an embedding) picked by a graph tensor")
+    layer = g.keras.layers.Embedding(info.shape[0], info.shape[1], name=g.name(node))
+    out = layer(g.tensor(node.input[1], node))
+    g.weight(layer, "embeddings", node.input[0])
+    return out
 
-    def op_Gemm(self, node, a):
-        from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxScale, OnnxTranspose
-        if node.input[1] not in self.constants:
-            raise Unsupported("a non-constant B")
-        trans_b = int(a.get("transB", 0))
-        alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
-        b_shape = self.src.info(node.input[1]).shape
-        units = b_shape[0] if trans_b else b_shape[1]
-        c = node.input[2] if len(node.input) > 2 and node.input[2] else None
-        c_shape = tuple(self.src.info(c).shape) if c else None
-        if c and int(np.prod(c_shape)) != units and int(np.prod(c_shape)) != 1:
-            raise Unsupported(f"C of shape {c_shape} (a per-sample bias)")
-        fused = c is not None and alpha == 1.0 and beta == 1.0 and int(np.prod(c_shape)) == units
-        dense = self.keras.layers.Dense(units, use_bias=fused, name=self.name(node))
-        a_in = self.tensor(node.input[0], node)
-        if int(a.get("transA", 0)):  # A is (K, M): its first axis is Keras's batch axis here
-            known = list(self.shapes.get(node.input[0]) or [None, None])
-            a_in = OnnxTranspose(perm=[1, 0], known=known, name=self.name(node, "transA"))(a_in)
-        out = dense(a_in)
-        self.weight(dense, "kernel", node.input[1], "linear" if trans_b else "none")
-        if fused:
-            self.weight(dense, "bias", c, "reshape")
-            return out
-        if alpha != 1.0:
-            out = OnnxScale(factor=alpha, name=self.name(node, "alpha"))(out)
-        if c is not None and beta != 0.0:
-            add = ConstantArithmetic(op="Add", constant_shape=list(c_shape), reverse=False, scale=beta,
-                                     name=self.name(node, "bias"))
-            out = add(out)
-            self.weight(add, "constant", c)
-        return out
 
-    def op_Gather(self, node, a):
-        if node.input[0] not in self.constants:
-            raise Unsupported("data that is not an initializer")
-        info = self.src.info(node.input[0])
-        if int(a.get("axis", 0)) != 0 or len(info.shape) != 2:
-            raise Unsupported("anything but rows of a 2-D initializer (an embedding)")
-        layer = self.keras.layers.Embedding(info.shape[0], info.shape[1], name=self.name(node))
-        out = layer(self.tensor(node.input[1], node))
-        self.weight(layer, "embeddings", node.input[0])
-        return out
+def _index(g, node, a):
+    """Gather from a graph tensor with constant indices (``x[:, 0]``)."""
+    from mwconv.layers.onnx_ops import OnnxGather
+    x = g.tensor(node.input[0], node)
+    ax = _axis(a.get("axis", 0), len(x.shape))
+    g.batch_axis([ax], node, "indexes the batch axis")
+    if not g.is_const(node.input[1]):
+        raise Unsupported("indices computed by the graph")
+    indices = g.const(node.input[1], node).astype(np.int64)
+    dim = x.shape[ax]
+    if (indices < 0).any():
+        if dim is None:
+            raise Unsupported("negative indices into an axis whose size is not static")
+        indices = np.where(indices < 0, indices + dim, indices)
+    if dim is not None and ((indices < 0) | (indices >= dim)).any():
+        raise Unsupported(f"indices {indices.ravel().tolist()[:8]} outside the axis of size {dim}")
+    value = int(indices) if indices.ndim == 0 else indices.tolist()
+    return OnnxGather(indices=value, axis=ax, name=g.name(node))(x)
 
-    def op_BatchNormalization(self, node, a):
-        if not int(a.get("spatial", 1)):
-            raise Unsupported("spatial=0")
-        if len([o for o in node.output if o]) > 1:
-            raise Unsupported("training-mode outputs")
-        names = node.input[1:5]
-        if any(n not in self.constants for n in names):
-            raise Unsupported("non-constant scale/bias/mean/var")
-        layer = self.keras.layers.BatchNormalization(axis=1, epsilon=float(a.get("epsilon", 1e-5)),
-                                                     name=self.name(node))
-        out = layer(self.tensor(node.input[0], node))
-        for weight, source in zip(("gamma", "beta", "moving_mean", "moving_variance"), names):
-            self.weight(layer, weight, source)
-        return out
 
-    def op_PRelu(self, node, a):
-        x = self.tensor(node.input[0], node)
-        if node.input[1] not in self.constants:
-            raise Unsupported("a non-constant slope")
-        slope = tuple(self.src.info(node.input[1]).shape)
-        r = len(x.shape) - 1
-        if len(slope) > r:
-            raise Unsupported(f"slope of shape {slope}")
+@onnx_op("PRelu")
+def prelu(g, node, a):
+    x = g.tensor(node.input[0], node)
+    if not g.is_const(node.input[1]):
+        raise Unsupported("a non-constant slope")
+    slope = tuple(g.const_info(node.input[1]).shape)
+    r = len(x.shape) - 1
+    if len(slope) > r:
+        raise Unsupported(f"slope of shape {slope}")
+    if g.opset < 7 and len(slope) == 1 and r >= 2 and slope[0] == x.shape[1]:
+        padded = slope + (1,) * (r - 1)      # opset 6: one slope per channel (axis 1)
+    else:
         padded = (1,) * (r - len(slope)) + slope
-        shared = [i + 1 for i, d in enumerate(padded) if d == 1]
-        layer = self.keras.layers.PReLU(shared_axes=shared or None, name=self.name(node))
-        out = layer(x)
-        self.weight(layer, "alpha", node.input[1], "reshape")
-        return out
+    shared = [i + 1 for i, d in enumerate(padded) if d == 1]
+    layer = g.keras.layers.PReLU(shared_axes=shared or None, name=g.name(node))
+    out = layer(x)
+    g.weight(layer, "alpha", node.input[1], "reshape")
+    return out
