@@ -225,6 +225,9 @@ BLOCKS = {
     "transformer_encoder": (TextEncoder, lambda: torch.randint(0, 50, (1, 12))),
 }
 
+# blocks also exported with a dynamic batch axis (shape arithmetic on the batch size)
+DYNAMIC = ("shufflenet_v2", "vit", "transformer_encoder")
+
 
 def export(name, path, seed=0, dynamic_batch=False):
     """Export block ``name`` with ``torch.onnx.export`` (opset 17, eval mode); returns the example input."""

@@ -18,6 +18,7 @@ class _Configured(keras.layers.Layer):
 
     def __init__(self, **kwargs):
         values = {k: kwargs.pop(k) for k in self._fields if k in kwargs}
+        kwargs.setdefault("autocast", False)        # a float64 graph stays float64
         super().__init__(**kwargs)
         for k, v in values.items():
             setattr(self, k, v)
@@ -319,3 +320,25 @@ class OnnxConstant(_Configured):
 
     def compute_output_spec(self, x):
         return keras.KerasTensor(tuple(self.constant_shape), dtype=self.constant_dtype)
+
+
+@register
+class OnnxGemm(_Configured):
+    """``alpha * A' @ B' + beta * C`` of graph tensors (``[A, B]`` or ``[A, B, C]``)."""
+
+    _fields = ("trans_a", "trans_b", "alpha", "beta")
+
+    def call(self, inputs):
+        a, b = inputs[0], inputs[1]
+        a = ops.transpose(a) if self.trans_a else a
+        b = ops.transpose(b) if self.trans_b else b
+        y = ops.matmul(a, b) * self.alpha
+        return y + inputs[2] * self.beta if len(inputs) > 2 else y
+
+
+@register
+class OnnxTile(_Configured):
+    _fields = ("repeats",)
+
+    def call(self, x):
+        return ops.tile(x, list(self.repeats))

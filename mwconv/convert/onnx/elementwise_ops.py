@@ -48,16 +48,34 @@ def clip(g, node, a):
                     name=g.name(node))(g.tensor(node.input[0], node))
 
 
-@onnx_op(*BINARY, "Max", "Min")
-def binary(g, node, a):
+@onnx_op("Sum", "Mean", "Max", "Min")
+def variadic(g, node, a):
+    """Sum/Mean/Max/Min of any number of tensors, as a chain of binary operators."""
+    from mwconv.layers.onnx_ops import OnnxBinary, OnnxScale
+    if len(node.input) == 2 and node.op_type in ("Max", "Min", "Sum"):
+        return binary(g, node, a, "Add" if node.op_type == "Sum" else node.op_type)
+    rank = max(g.rank(n, node) for n in node.input)
+    xs = [g.operand(n, node, rank) for n in node.input]
+    op = {"Sum": "Add", "Mean": "Add"}.get(node.op_type, node.op_type)
+    out = xs[0]
+    for i, x in enumerate(xs[1:]):
+        out = OnnxBinary(op=op, name=g.name(node, str(i)))([out, x])
+    if node.op_type == "Mean" and len(xs) > 1:
+        out = OnnxScale(factor=1.0 / len(xs), name=g.name(node, "mean"))(out)
+    return out
+
+
+@onnx_op(*BINARY)
+def binary(g, node, a, op=None):
     """``x op y`` for two graph tensors, or a graph tensor and a constant (a frozen weight)."""
     from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxBinary
+    op = op or node.op_type
     if len(node.input) != 2:
         raise Unsupported(f"{len(node.input)} operands (2 are supported)")
     left, right = node.input
     lc, rc = g.is_const(left), g.is_const(right)
     if not (lc or rc):
-        return OnnxBinary(op=node.op_type, name=g.name(node))([g.tensor(left, node), g.tensor(right, node)])
+        return OnnxBinary(op=op, name=g.name(node))([g.tensor(left, node), g.tensor(right, node)])
     cname, xname = (left, right) if lc else (right, left)
     info, x = g.const_info(cname), g.tensor(xname, node)
     if len(info.shape) > len(x.shape) or (len(info.shape) == len(x.shape) and info.shape and info.shape[0] != 1):
@@ -65,7 +83,7 @@ def binary(g, node, a):
     dtype = np.dtype(info.dtype).name
     if np.dtype(info.dtype).kind in "iub" and x.dtype is not None and "float" in str(x.dtype):
         dtype = str(x.dtype)                                   # an integer constant against floats: cast
-    layer = ConstantArithmetic(op=node.op_type, constant_shape=list(info.shape), reverse=lc, scale=1.0,
+    layer = ConstantArithmetic(op=op, constant_shape=list(info.shape), reverse=lc, scale=1.0,
                                constant_dtype=dtype, name=g.name(node))
     out = layer(x)
     g.weight(layer, "constant", cname)

@@ -156,8 +156,15 @@ class GraphBuilder:
 
     def _graph_batch(self):
         """The graph inputs' common fixed batch size, or None (dynamic or differing)."""
-        sizes = {(self.shapes.get(vi.name) or (None,))[0] for vi in self.graph.input if vi.name not in self.constants}
+        sizes = self._input_batches()
         return sizes.pop() if len(sizes) == 1 and None not in sizes else None
+
+    def _input_batches(self):
+        return {(self.shapes.get(vi.name) or (None,))[0] for vi in self.graph.input if vi.name not in self.constants}
+
+    def batch_is_dynamic(self):
+        """True when a graph input has a symbolic first axis (the graph is exported for any batch size)."""
+        return None in self._input_batches()
 
     def _check_order(self):
         """Every node reads graph inputs, initializers or outputs of earlier nodes: no cycle, no
@@ -339,11 +346,14 @@ def build_from_onnx(source, channels_last=False):
     ``(target weight path, source tensor, transform)`` to fill it, and the
     constants consumed as attributes (shapes, pads). The batch axis stays free
     unless the graph needs its own fixed batch size (see the module's doc)."""
+    first = GraphBuilder(source, channels_last)
+    if first.onnx_batch is None and not first.batch_is_dynamic():     # inputs of different fixed batch sizes
+        return GraphBuilder(source, channels_last, fixed_batch=True).build()
     try:
-        return GraphBuilder(source, channels_last).build()
+        return first.build()
     except NeedsFixedBatch as e:
         builder = GraphBuilder(source, channels_last, fixed_batch=True)
-        if builder.onnx_batch is None:
+        if builder.batch_is_dynamic():
             raise InputRejected(f"cannot rebuild this ONNX graph in Keras: {e} and the graph's batch size is "
                                 "dynamic; export it with a fixed batch size", path=source.path) from e
         return builder.build()

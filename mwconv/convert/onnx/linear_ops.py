@@ -28,8 +28,8 @@ def matmul(g, node, a):
 @onnx_op("Gemm")
 def gemm(g, node, a):
     from mwconv.layers.onnx_ops import ConstantArithmetic, OnnxScale, OnnxTranspose
-    if not g.is_const(node.input[1]):
-        raise Unsupported("a non-constant B")
+    if not g.is_const(node.input[1]) or g.is_const(node.input[0]):
+        return _gemm_of_tensors(g, node, a)
     trans_b = int(a.get("transB", 0))
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
     b_shape = g.const_info(node.input[1]).shape
@@ -59,6 +59,15 @@ def gemm(g, node, a):
         out = add(out)
         g.weight(add, "constant", c)
     return out
+
+
+def _gemm_of_tensors(g, node, a):
+    """Gemm whose B is a graph tensor (or whose A is a constant): ``alpha * A' @ B' + beta * C``."""
+    from mwconv.layers.onnx_ops import OnnxGemm
+    g.batch_axis([0], node, "multiplies two graph tensors as matrices, batch axes included")
+    operands = [g.operand(n, node, 2) for n in node.input if n]
+    return OnnxGemm(trans_a=int(a.get("transA", 0)), trans_b=int(a.get("transB", 0)), alpha=float(a.get("alpha", 1.0)),
+                    beta=float(a.get("beta", 1.0)), name=g.name(node))(operands)
 
 
 @onnx_op("Gather")

@@ -22,7 +22,8 @@ def dropout(g, node, a):
 def flatten(g, node, a):
     from mwconv.layers.onnx_ops import OnnxReshape
     x = g.tensor(node.input[0], node)
-    ax = _axis(a.get("axis", 1), len(x.shape)) if x.shape else 0
+    ax = int(a.get("axis", 1))
+    ax = _axis(ax, len(x.shape)) if ax != len(x.shape) else ax      # axis == rank is allowed: (size, 1)
     if ax == 1:
         return g.keras.layers.Flatten(name=g.name(node))(x)
     g.batch_axis([0], node, f"flattens from axis {ax}, across the batch axis")
@@ -233,6 +234,18 @@ def expand(g, node, a):
     if not g.fixed and g.onnx_batch is not None and len(shape) == len(x.shape):
         shape = [1] + shape[1:]
     return OnnxExpand(shape=shape, name=g.name(node))(x)
+
+
+@onnx_op("Tile")
+def tile(g, node, a):
+    from mwconv.layers.onnx_ops import OnnxTile
+    x = g.tensor(node.input[0], node)
+    repeats = _ints(g.const(node.input[1], node).ravel())
+    if len(repeats) != len(x.shape):
+        raise Unsupported(f"repeats {repeats} for a tensor of rank {len(x.shape)}")
+    if repeats and repeats[0] != 1:
+        g.batch_axis([0], node, "repeats the batch axis")
+    return OnnxTile(repeats=repeats, name=g.name(node))(x)
 
 
 @onnx_op("Cast")
