@@ -165,3 +165,12 @@ def test_registry_declares_each_op_once_by_family():
         assert op not in ops
     assert {"LayerNormalization", "Erf", "Clip", "HardSwish", "Slice", "Gather"} <= set(ops)
     assert registry.handler("LayerNormalization").since == 17
+
+
+def test_readme_lists_the_registry():
+    import os
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md"),
+                  encoding="utf8").read()
+    block = readme.split("<!-- onnx-ops:begin")[1].split("<!-- onnx-ops:end -->")[0]
+    block = block.split("-->\n", 1)[1]
+    assert block == registry.markdown_table(), "update the README's operator table:\n" + registry.markdown_table()

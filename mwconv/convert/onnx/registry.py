@@ -67,3 +67,10 @@ def by_family():
     for op_type, h in sorted(OPS.items()):
         out[h.family].append(op_type)
     return out
+
+
+def markdown_table():
+    """The README's operator table (between its ``onnx-ops`` markers)."""
+    rows = ["| family | operators |", "|---|---|"]
+    rows += [f"| {family} | {', '.join(ops)} |" for family, ops in by_family().items()]
+    return "\n".join(rows) + "\n"
