@@ -4,9 +4,10 @@ Models: the PyTorch exports under tests/data/torch_onnx/ (or --models FILE...). 
 step runs in a fresh process, so framework start-up counts for both tools alike:
 (a) `mwconv import MODEL.onnx -o MODEL.keras` (rebuild from the graph, frozen
 weights, manifest), then checked against onnxruntime; (b) `onnx2tf -i MODEL.onnx
--o DIR` (when the onnx2tf command is installed; offline it may stop for want of its
-calibration download, which the table then says). Prints seconds and the ratio
-onnx2tf / mwconv.
+-o DIR -n` (when the onnx2tf command is installed). onnx2tf downloads a calibration
+image file before converting; offline, this script writes a random stand-in of the
+same shape where onnx2tf looks for it (its working folder), so the comparison runs
+without a network. Prints seconds and the ratio onnx2tf / mwconv.
 
     .venv/bin/python benchmarks/onnx_import.py
     .venv/bin/python benchmarks/onnx_import.py --onnx2tf /path/to/venv/bin/onnx2tf
@@ -47,7 +48,7 @@ def timed(cmd, **kwargs):
 
 def mwconv_import(model, work):
     out = os.path.join(work, os.path.basename(model)[:-5] + ".keras")
-    seconds, proc = timed([os.path.join(os.path.dirname(sys.executable), "mwconv"), "-q", "import", model, "-o", out])
+    seconds, proc = timed([os.path.join(os.path.dirname(sys.executable), "mwconv"), "import", model, "-o", out])
     if proc.returncode:
         return seconds, "exit %d: %s" % (proc.returncode, proc.stderr.strip().splitlines()[-1][:80])
     check = subprocess.run([sys.executable, "-c", CHECK, model, out], capture_output=True, text=True)
@@ -75,6 +76,9 @@ def main():
     models = args.models or sorted(glob.glob(os.path.join(ROOT, "tests", "data", "torch_onnx", "*.onnx")))
     print(f"{'model':32} {'mwconv s':>9} {'onnx2tf s':>10} {'ratio':>6}  mwconv / onnx2tf")
     with tempfile.TemporaryDirectory() as work:
+        import numpy as np
+        stand_in = np.random.default_rng(0).random((20, 128, 128, 3), dtype=np.float32)
+        np.save(os.path.join(work, "calibration_image_sample_data_20x128x128x3_float32.npy"), stand_in)
         for model in models:
             ms, mres = mwconv_import(model, work)
             os_, ores = onnx2tf_convert(args.onnx2tf, model, work)
