@@ -251,7 +251,7 @@ def test_pool_1d(tmp_path):
     run_both(tmp_path, single("MaxPool", ["N", 3, 11], None, kernel_shape=[3], strides=[2]), {"x": x})
 
 
-@pytest.mark.parametrize("mode", ["constant", "reflect"])
+@pytest.mark.parametrize("mode", ["constant", "reflect", "edge"])
 def test_pad(mode, tmp_path):
     pads = np.array([0, 0, 1, 2, 0, 0, 2, 1], dtype=np.int64)
     node = helper.make_node("Pad", ["x", "pads", "value"], ["y"], name="pad", mode=mode)

@@ -125,6 +125,13 @@ def test_strided_dilated_conv_and_ceil_mode_pool(tmp_path):
     run_both(tmp_path, model, {"x": X4})
 
 
+@pytest.mark.parametrize("attrs", [{"kernel_shape": [3, 2], "dilations": [2, 2], "strides": [1, 2]},
+                                   {"kernel_shape": [2, 2], "dilations": [2, 1], "pads": [1, 0, 1, 1], "ceil_mode": 1,
+                                    "strides": [2, 2]}])
+def test_dilated_max_pool(attrs, tmp_path):
+    run_both(tmp_path, single("MaxPool", ["N", 3, 9, 7], None, **attrs), {"x": X4})
+
+
 def test_fixed_batch_graph_that_moves_its_batch_axis(tmp_path):
     """A Transpose of the batch axis (as attention exports do) keeps the ONNX model's batch size."""
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[1, 0, 2]),

@@ -105,7 +105,8 @@ class OnnxReshape(_Configured):
 
 @register
 class OnnxPad(_Configured):
-    """``pads``: [(before, after)] for every axis after the batch; ``mode``: constant or reflect."""
+    """``pads``: [(before, after)] for every axis after the batch; ``mode``: constant, reflect
+    or edge (repeat the border values)."""
 
     _fields = ("pads", "mode", "value")
 
@@ -113,6 +114,13 @@ class OnnxPad(_Configured):
         widths = [(0, 0)] + [tuple(p) for p in self.pads]
         if self.mode == "constant":
             return ops.pad(x, widths, mode="constant", constant_values=self.value)
+        if self.mode == "edge":
+            for axis, (before, after) in enumerate(widths):
+                if before or after:
+                    first = ops.take(x, [0] * before, axis=axis)
+                    last = ops.take(x, [x.shape[axis] - 1 if x.shape[axis] else -1] * after, axis=axis)
+                    x = ops.concatenate([first, x, last], axis=axis)
+            return x
         return ops.pad(x, widths, mode=self.mode)
 
 
@@ -342,3 +350,25 @@ class OnnxTile(_Configured):
 
     def call(self, x):
         return ops.tile(x, list(self.repeats))
+
+
+@register
+class OnnxDilatedMaxPool(_Configured):
+    """Max pooling with dilations (channels-last, padded already): the maximum of one strided
+    slice per kernel offset, since Keras pools have no dilation."""
+
+    _fields = ("kernel", "strides", "dilations")
+
+    def call(self, x):
+        import itertools
+        sizes = x.shape[1:-1]
+        outs = [(size - (k - 1) * d - 1) // s + 1 for size, k, s, d in zip(sizes, self.kernel, self.strides,
+                                                                              self.dilations)]
+        result = None
+        for offset in itertools.product(*(range(k) for k in self.kernel)):
+            index = [slice(None)]
+            for o, d, s, count in zip(offset, self.dilations, self.strides, outs):
+                index.append(slice(o * d, o * d + (count - 1) * s + 1, s))
+            part = x[tuple(index + [slice(None)])]
+            result = part if result is None else ops.maximum(result, part)
+        return result

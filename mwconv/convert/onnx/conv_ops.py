@@ -122,19 +122,27 @@ def _pool(g, node, a, kind):
     if n not in (1, 2, 3):
         raise Unsupported(f"{n}-D pooling")
     strides = _ints(a.get("strides", [1] * n))
-    if any(d != 1 for d in _ints(a.get("dilations", [1] * n))):
-        raise Unsupported("dilations")
+    dilations = _ints(a.get("dilations", [1] * n))
+    if any(d != 1 for d in dilations) and kind == "Average":
+        raise Unsupported("dilations on AveragePool")
     if len(node.output) > 1 and node.output[1]:
         raise Unsupported("the Indices output")
-    pads = spatial_pads(a, list(x.shape[2:]), kernel, strides, [1] * n)
+    pads = spatial_pads(a, list(x.shape[2:]), kernel, strides, dilations)
     if kind == "Average" and any(p != (0, 0) for p in pads) and not int(a.get("count_include_pad", 0)):
         raise Unsupported("padding with count_include_pad=0")
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if int(a.get("ceil_mode", 0)):
-        extra = _ceil_extra(list(x.shape[2:]), kernel, strides, pads)
+        extra = _ceil_extra(list(x.shape[2:]), span, strides, pads)
         if kind == "Average" and any(extra):
             raise Unsupported("ceil_mode=1 where a window runs past the input (its divisor differs)")
         pads = [(b, e + x) for (b, e), x in zip(pads, extra)]
     h = _pad(g, g.to_last(x, node), node, pads, MAX_PAD if kind == "Max" else 0.0)
+    if any(d != 1 for d in dilations):
+        from mwconv.layers.onnx_ops import OnnxDilatedMaxPool
+        if any(size is None for size in h.shape[1:-1]):
+            raise Unsupported("dilations need static spatial sizes")
+        h = OnnxDilatedMaxPool(kernel=kernel, strides=strides, dilations=dilations, name=g.name(node))(h)
+        return g.to_first(h, node)
     cls = getattr(g.keras.layers, f"{kind}Pooling{n}D")
     h = cls(pool_size=tuple(kernel), strides=tuple(strides), padding="valid", name=g.name(node))(h)
     return g.to_first(h, node)

@@ -129,8 +129,8 @@ def pad(g, node, a):
     from mwconv.layers.onnx_ops import OnnxPad
     x = g.tensor(node.input[0], node)
     mode = text(a.get("mode", b"constant"))
-    if mode not in ("constant", "reflect"):
-        raise Unsupported(f"mode={mode} (constant and reflect are supported)")
+    if mode not in ("constant", "reflect", "edge"):
+        raise Unsupported(f"mode={mode} (constant, reflect and edge are supported)")
     if "pads" in a:
         pads, value = _ints(a["pads"]), float(a.get("value", 0.0))
     else:
