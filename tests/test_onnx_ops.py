@@ -181,3 +181,13 @@ def test_readme_lists_the_registry():
     block = readme.split("<!-- onnx-ops:begin")[1].split("<!-- onnx-ops:end -->")[0]
     block = block.split("-->\n", 1)[1]
     assert block == registry.markdown_table(), "update the README's operator table:\n" + registry.markdown_table()
+
+
+def test_a_folded_size_bomb_is_refused(tmp_path):
+    nodes = [c("shape", np.array([100000, 100000, 100], np.int64)),
+             helper.make_node("ConstantOfShape", ["shape"], ["big"], name="bomb"),
+             helper.make_node("Add", ["x", "big"], ["y"])]
+    onnx.save(graph_model(nodes, [vi("x", [1, 4])], [vi("y", None)]), tmp_path / "b.onnx")
+    code, _, err = run_cli("import", tmp_path / "b.onnx", "-o", tmp_path / "b.keras")
+    assert code == 3 and "ConstantOfShape (bomb: its constant output would have 1000000000000 elements" in err
+    assert listing(tmp_path) == ["b.onnx"]

@@ -8,31 +8,28 @@ import numpy as np
 from mwconv.convert.onnx.common import Unsupported
 
 NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
-GROWING = {"ConstantOfShape", "Expand", "Tile", "Range"}     # output size set by input values
-FOLD_LIMIT = 1 << 27                                          # elements a folded value may have
+GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot", "EyeLike"}
+FOLD_LIMIT = 1 << 27          # elements a folded value may have (ops whose output size comes from values)
 
 
 def foldable(node):
     return (node.domain or "ai.onnx") == "ai.onnx" and node.op_type not in NOT_FOLDED
 
 
-def _expected_size(node, values):
-    """A cheap upper bound on the output size of ops whose size comes from values."""
-    op = node.op_type
+def _output_sizes(model):
+    """Element counts of the single node's outputs, from onnx's shape inference with the
+    constant inputs' values (None where it cannot tell)."""
+    import onnx
     try:
-        if op == "ConstantOfShape":
-            return int(np.prod([int(v) for v in values[0].ravel()], dtype=object))
-        if op == "Expand":
-            shape = np.broadcast_shapes(values[0].shape, tuple(int(v) for v in values[1].ravel()))
-            return int(np.prod(shape, dtype=object))
-        if op == "Tile":
-            return int(np.prod([d * int(r) for d, r in zip(values[0].shape, values[1].ravel())], dtype=object))
-        if op == "Range":
-            start, limit, delta = (float(v) for v in values[:3])
-            return int(abs((limit - start) / delta)) + 1 if delta else FOLD_LIMIT + 1
-    except (ValueError, TypeError, ZeroDivisionError, OverflowError):
-        return FOLD_LIMIT + 1
-    return 0
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # noqa: BLE001 - shape inference is a best effort here
+        return []
+    sizes = []
+    for vi in inferred.graph.output:
+        dims = vi.type.tensor_type.shape.dim if vi.type.tensor_type.HasField("shape") else None
+        sizes.append(None if dims is None or any(not d.HasField("dim_value") for d in dims)
+                     else int(np.prod([d.dim_value for d in dims], dtype=object)))
+    return sizes
 
 
 class Folder:
@@ -47,8 +44,6 @@ class Folder:
         from onnx import TensorProto, helper
         from onnx.reference import ReferenceEvaluator
 
-        if node.op_type in GROWING and _expected_size(node, values) > FOLD_LIMIT:
-            raise Unsupported(f"its constant output would have more than {FOLD_LIMIT} elements")
         inputs, feeds = [], {}
         for name, value in zip(node.input, values):
             if name and name not in feeds:
@@ -59,6 +54,8 @@ class Folder:
         graph = helper.make_graph([node], "fold", inputs, outputs)
         model = helper.make_model(graph, opset_imports=self.opsets)
         model.ir_version = self.ir_version
+        if node.op_type in GROWING:
+            self._check_size(node, model, feeds)
         try:
             results = ReferenceEvaluator(model).run(None, feeds)
         except MemoryError as e:
@@ -66,3 +63,14 @@ class Folder:
         except Exception as e:  # noqa: BLE001 - onnx's evaluator raises many types on a bad node
             raise Unsupported(f"evaluating it on its constant inputs failed ({type(e).__name__}: {e})") from e
         return [np.asarray(r) for r in results]
+
+    @staticmethod
+    def _check_size(node, model, feeds):
+        """Refuse a fold whose output (sized by its input values) would be huge, before computing it."""
+        from onnx import numpy_helper
+        probe = type(model)()
+        probe.CopyFrom(model)
+        probe.graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in feeds.items())
+        big = [size for size in _output_sizes(probe) if size is not None and size > FOLD_LIMIT]
+        if big:             # sizes shape inference cannot tell are left to MemoryError
+            raise Unsupported(f"its constant output would have {max(big)} elements (more than {FOLD_LIMIT})")
