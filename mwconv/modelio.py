@@ -59,6 +59,26 @@ def trainable_ids(model):
     return {id(v) for v in model.trainable_weights}
 
 
+def iter_weights(model):
+    """``(path, value, trainable)`` per weight, one value in memory at a time."""
+    keras = keras_api()
+    trainable = trainable_ids(model)
+    for v in model.weights:
+        yield v.path, np.asarray(keras.ops.convert_to_numpy(v.value)), id(v) in trainable
+
+
+def release_memory():
+    """Free dropped models now and hand their pages back (glibc keeps freed blocks in
+    per-thread arenas that the next model's allocations may not reuse)."""
+    import gc
+    gc.collect()
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the allocator keeps them, nothing breaks
+        pass
+
+
 def weights_by_path(model):
     """{path: (value, trainable)} with Keras's effective trainable flag."""
     keras = keras_api()

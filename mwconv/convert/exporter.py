@@ -88,7 +88,12 @@ def export(model, fmt=None, out=None, *, options=None, **fields):
     if opts.verify:
         opts.note("verifying (partition, outputs)")
         from mwconv.verification import verify as run_verify
-        result.report = run_verify(out, keras_model, checks=["partition", "outputs"], format_name=opts.format)
+        from mwconv.verification.reference import Reference
+        loaded = not hasattr(model, "weights")          # we loaded it from a path: verify may release it
+        reference = Reference(keras_model, os.fspath(model) if loaded else f"in-memory model '{keras_model.name}'",
+                              path=os.fspath(model) if loaded else None)
+        keras_model = None          # the reference holds the model until it has summarised it
+        result.report = run_verify(out, reference, checks=["partition", "outputs"], format_name=opts.format)
     return result
 
 

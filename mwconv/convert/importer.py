@@ -9,11 +9,11 @@ weights of mixed layers, with a strict report of what went where.
 
 import dataclasses
 import fnmatch
-import gc
 import os
 
 import numpy as np
 
+from mwconv import modelio
 from mwconv.convert import layout as layouts
 from mwconv.convert.matching import match
 from mwconv.convert.rules import load_rules
@@ -60,17 +60,6 @@ class ImportReport:
         lines.append(f"wrote {out}")
         return "\n".join(lines)
 
-
-
-def _release_memory():
-    """Free the dropped model now and hand its pages back (glibc keeps freed
-    blocks in per-thread arenas that the next model's allocations may not reuse)."""
-    gc.collect()
-    try:
-        import ctypes
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the allocator keeps them, nothing breaks
-        pass
 
 
 def _graph_matches(src, targets, plan, attribute_constants):
@@ -267,7 +256,7 @@ def _build(src, state, opts, report):
     if state["owned"]:
         target_model = None
         src.release_architecture()
-        _release_memory()
+        modelio.release_memory()
     result = model_from_config(config)
     restore_initializers(result, initializers)
     check_same_paths(paths, result)

@@ -18,8 +18,13 @@ class Artifact:
         self.manifest = None
 
     def weights(self):
-        """{path: (value, trainable or None)}, or None when the format's weights cannot be named like Keras's."""
+        """``(path, value, trainable or None)`` per weight, read one at a time; or None when the
+        format's weights cannot be named like Keras's."""
         return None
+
+    def weight(self, path):
+        """One weight's value, read again (to describe a mismatch)."""
+        return next(value for p, value, _ in self.weights() if p == path)
 
     def input_specs(self):
         raise NotImplementedError
@@ -69,7 +74,7 @@ class KerasArtifact(Artifact):
         self.model, self.manifest = self.source.model, self.source.manifest()
 
     def weights(self):
-        return modelio.weights_by_path(self.model)
+        return modelio.iter_weights(self.model)
 
     def input_specs(self):
         return modelio.input_specs(self.model)
@@ -106,11 +111,13 @@ class WeightsOnlyArtifact(KerasArtifact):
 
     def weights(self):
         flags = self._flags()
-        return {p: (v, flags.get(p)) for p, (v, _) in modelio.weights_by_path(self.model).items()}
+        return ((p, v, flags.get(p)) for p, v, _ in modelio.iter_weights(self.model))
 
     def keras_model(self):
-        keras = modelio.keras_api()
-        model = keras.models.clone_model(self.reference_model)
+        if hasattr(self.reference_model, "fresh"):          # the reference itself was released
+            model = self.reference_model.fresh()
+        else:
+            model = modelio.keras_api().models.clone_model(self.reference_model)
         self._fill(model)
         return model
 

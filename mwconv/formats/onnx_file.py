@@ -11,7 +11,7 @@ from mwconv.errors import InputRejected
 from mwconv.formats.artifact import Artifact
 from mwconv.formats.base import Source, parse_json, resolve_inside
 from mwconv.formats.format import Format
-from mwconv.formats.tf_functions import serving_function, stateless_function
+from mwconv.formats.tf_functions import stateless_function
 from mwconv.outputs import atomic_output, check_target
 
 MANIFEST_KEY = "mwconv_manifest"
@@ -210,45 +210,91 @@ def _convert(tf2onnx, fn, signature, opset, target):
     return proto
 
 
-def _attach_external(proto, weights, model_path, data_path, data_name):
-    """Turn the weight graph inputs into initializers whose bytes go, one
-    variable at a time, into one external data file."""
+def _varint(n):
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _tensor_header(variable):
+    """An initializer's TensorProto without its bytes."""
     import onnx
     from onnx import helper
+    t = onnx.TensorProto(name=variable.path, data_type=helper.np_dtype_to_tensor_dtype(np.dtype(variable.dtype)))
+    t.dims.extend(int(d) for d in variable.shape)
+    return t
 
-    rename = {}
+
+def _little_endian(variable):
+    value = np.ascontiguousarray(variable.numpy())
+    return value.astype(value.dtype.newbyteorder("<"), copy=False)
+
+
+def _weights_to_initializers(proto, weights):
+    """Drop the weight graph inputs and point their consumers at the weights' Keras paths."""
+    rename = {name: variable.path for name, variable in weights.items()}
     inputs = [i for i in proto.graph.input if i.name not in weights]
     del proto.graph.input[:]
     proto.graph.input.extend(inputs)
-    from mwconv import progress
+    for node in proto.graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
 
+
+def _attach_external(proto, weights, model_path, data_path, data_name, bar):
+    """The weights' bytes go, one variable at a time, into one external data file."""
+    import onnx
+
+    _weights_to_initializers(proto, weights)
     offset = 0
-    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in weights.values())
-    with open(data_path, "wb") as f, progress.tensor_bar("writing ONNX external data", total) as bar:
-        for name, variable in weights.items():
-            value = np.ascontiguousarray(variable.numpy())
-            value = value.astype(value.dtype.newbyteorder("<"), copy=False)
+    with open(data_path, "wb") as f:
+        for variable in weights.values():
+            value = _little_endian(variable)
             pad = (-offset) % 4096
             f.write(b"\0" * pad)
             offset += pad
             f.write(value.tobytes())
             t = proto.graph.initializer.add()
-            t.name = variable.path
-            t.data_type = helper.np_dtype_to_tensor_dtype(value.dtype)
-            t.dims.extend(value.shape)
+            t.CopyFrom(_tensor_header(variable))
             t.data_location = onnx.TensorProto.EXTERNAL
             for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(value.nbytes))):
                 e = t.external_data.add()
                 e.key, e.value = k, v
             offset += value.nbytes
-            rename[name] = variable.path
             bar.update(value.nbytes)
-    for node in proto.graph.node:
-        for i, name in enumerate(node.input):
-            if name in rename:
-                node.input[i] = rename[name]
     with open(model_path, "wb") as f:
         f.write(proto.SerializeToString())
+
+
+def _write_embedded(proto, weights, model_path, bar):
+    """One .onnx file with the weights inside, streamed one variable at a time: the graph's
+    initializers are appended in protobuf's wire format (ModelProto.graph is field 7,
+    GraphProto.initializer field 5, TensorProto.raw_data field 9), so no copy of all the
+    weights is ever built in memory."""
+    _weights_to_initializers(proto, weights)
+    entries = []
+    for variable in weights.values():
+        nbytes = int(np.prod(variable.shape, dtype=np.int64)) * np.dtype(variable.dtype).itemsize
+        head = _tensor_header(variable).SerializeToString()
+        body = len(head) + 1 + len(_varint(nbytes)) + nbytes
+        entries.append((variable, head, nbytes, body))
+    graph = proto.graph.SerializeToString()
+    graph_length = len(graph) + sum(1 + len(_varint(body)) + body for _, _, _, body in entries)
+    proto.ClearField("graph")
+    with open(model_path, "wb") as f:
+        f.write(proto.SerializeToString())
+        f.write(b"\x3a" + _varint(graph_length) + graph)
+        for variable, head, nbytes, body in entries:
+            value = _little_endian(variable)
+            if value.nbytes != nbytes:
+                raise ValueError(f"variable {variable.path} holds {value.nbytes} bytes, expected {nbytes}")
+            f.write(b"\x2a" + _varint(body) + head + b"\x4a" + _varint(nbytes))
+            f.write(value.tobytes())
+            bar.update(nbytes)
 
 
 def write(model, target, manifest, options):
@@ -257,16 +303,12 @@ def write(model, target, manifest, options):
     from mwconv._quiet import import_quietly
     import_quietly("tensorflow")
     tf2onnx = import_quietly("tf2onnx")
-    import onnx
 
     weight_bytes = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in model.weights)
     large = weight_bytes > ONNX_EXTERNAL_THRESHOLD
     options.note(f"converting to ONNX opset {opset} with tf2onnx"
                     + (" (external data: weights exceed the 2 GiB protobuf limit)" if large else ""))
-    if large:
-        fn, signature, weights = stateless_function(model)
-    else:
-        fn, signature = serving_function(model)
+    fn, signature, weights = stateless_function(model)     # weights as inputs: tf2onnx never copies them
     proto = _convert(tf2onnx, fn, signature, opset, target)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
@@ -274,14 +316,16 @@ def write(model, target, manifest, options):
     data_target = os.path.join(os.path.dirname(os.path.abspath(target)), data_name)
     if large:
         check_target(data_target, force)
-    with atomic_output(target, force=force) as staged:
+    from mwconv import progress
+    with atomic_output(target, force=force) as staged, \
+            progress.tensor_bar("writing ONNX weights", weight_bytes) as bar:
         if large:
             staged_data = os.path.join(os.path.dirname(staged), data_name)
             options.note(f"writing {weight_bytes} bytes of weights to {data_name}")
-            _attach_external(proto, weights, staged, staged_data, data_name)
+            _attach_external(proto, weights, staged, staged_data, data_name, bar)
             os.replace(staged_data, data_target)
         else:
-            onnx.save_model(proto, staged)
+            _write_embedded(proto, weights, staged, bar)
 
 
 # -- verifying ----------------------------------------------------------------------

@@ -159,7 +159,10 @@ class SafetensorsArtifact(WeightsOnlyArtifact):
 
     def weights(self):
         flags = self._flags()
-        return {n: (np.asarray(self.source.get_tensor(n)), flags.get(n)) for n in self.source.keys()}
+        return ((n, np.asarray(self.source.get_tensor(n)), flags.get(n)) for n in self.source.keys())
+
+    def weight(self, path):
+        return np.asarray(self.source.get_tensor(path))
 
     def _fill(self, model):
         present = set(self.source.keys())

@@ -177,7 +177,10 @@ class SavedModelArtifact(Artifact):
 
     def weights(self):
         flags = self.source.partition()
-        return {n: (np.asarray(self.source.get_tensor(n)), flags[n]) for n in self.source.keys()}
+        return ((n, np.asarray(self.source.get_tensor(n)), flags[n]) for n in self.source.keys())
+
+    def weight(self, path):
+        return np.asarray(self.source.get_tensor(path))
 
     def input_specs(self):
         _, kwargs = self.fn.structured_input_signature

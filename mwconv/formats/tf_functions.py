@@ -9,7 +9,7 @@ def serving_function(model):
 
     specs = modelio.input_specs(model)
     names = [n for n, _, _ in specs]
-    signature = [tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name) for name, shape, dtype in specs]
+    signature = [tf.TensorSpec(tuple(shape), dtype, name=name) for name, shape, dtype in specs]
     outputs = modelio.output_names(model)
     keras = modelio.keras_api()
 
@@ -45,7 +45,7 @@ def stateless_function(model):
     trainable, others = list(model.trainable_variables), list(model.non_trainable_variables)
     variables = trainable + others
     weight_names = [f"mwconv_w_{i}" for i in range(len(variables))]
-    signature = [tf.TensorSpec((None,) + tuple(shape[1:]), dtype, name=name) for name, shape, dtype in specs]
+    signature = [tf.TensorSpec(tuple(shape), dtype, name=name) for name, shape, dtype in specs]
     signature += [tf.TensorSpec(v.shape, v.dtype, name=n) for v, n in zip(variables, weight_names)]
     outputs = modelio.output_names(model)
     count, n_trainable = len(names), len(trainable)

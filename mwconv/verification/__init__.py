@@ -21,45 +21,51 @@ from mwconv.verification import probes
 from mwconv.verification.checks import check_outputs, check_source, check_train_step
 from mwconv.verification.devices import check_devices, device_check, tf32_disabled, tf32_mode
 from mwconv.verification.partition import (
-    check_partition, entries_from_manifest, entries_from_model, pair_paths, untracked_problems,
+    check_partition, entries_from_manifest, pair_paths, untracked_problems,
 )
+from mwconv.verification.reference import Reference
 from mwconv.verification.report import CHECKS, FAIL, SKIPPED, Check, VerifyReport
 
 __all__ = ["CHECK_FUNCTIONS", "Context", "device_check", "pair_paths", "tf32_disabled", "tf32_mode", "verify"]
 
 
 def _reference(reference):
+    """A Reference (None when the artifact's manifest is the reference)."""
     if reference is None:
-        return None, "the artifact's manifest"
+        return None
+    if isinstance(reference, Reference):
+        return reference
     keras = modelio.keras_api()
     if isinstance(reference, keras.Model):
-        return reference, f"in-memory model '{reference.name}'"
+        return Reference(reference, f"in-memory model '{reference.name}'")
     path = os.fspath(reference)
     from mwconv.formats import open_source
     with open_source(path) as src:
         if src.architecture_kind == "keras":
-            return src.architecture(), path
+            return Reference(src.architecture(), path, path=path)
     raise UsageError("--reference must be a .keras file, a Keras full-model .h5 or a Keras model object "
                      "(other sources go to --source)", path=path)
 
 
-def _probe(ref_model, art, options):
-    """Probe inputs keyed by the reference's input names and, where they differ, the artifact's too."""
-    specs = modelio.input_specs(ref_model) if ref_model is not None else art.input_specs()
+def _probe(ref, options, art=None):
+    """Probe inputs keyed by the reference's input names (from the artifact without a reference)."""
+    specs = ref.specs if ref is not None else art.input_specs()
     if options.inputs is not None:
-        probe = probes.load_inputs(options.inputs, specs)
-    else:
-        vocab = probes.vocabulary(ref_model) if ref_model is not None else None
-        probe = probes.random_inputs(specs, options.samples, options.seed, vocab)
-    notes = []
-    if ref_model is not None:
-        aliases = modelio.align_inputs(specs, art.input_specs())
-        for art_name, ref_name in aliases.items():
-            probe[art_name] = probe[ref_name]
-        if aliases:
-            notes.append("inputs matched by position (names differ): " + ", ".join(
-                f"reference '{r}' = artifact '{a}'" for a, r in aliases.items()))
-    return probe, notes
+        return probes.load_inputs(options.inputs, specs)
+    return probes.random_inputs(specs, options.samples, options.seed, ref.vocab if ref is not None else None)
+
+
+def _align(ref, art, probe):
+    """Add the artifact's input names to the probe where they differ from the reference's."""
+    if ref is None:
+        return []
+    aliases = modelio.align_inputs(ref.specs, art.input_specs())
+    for art_name, ref_name in aliases.items():
+        probe[art_name] = probe[ref_name]
+    if not aliases:
+        return []
+    return ["inputs matched by position (names differ): " + ", ".join(
+        f"reference '{r}' = artifact '{a}'" for a, r in aliases.items())]
 
 
 @dataclasses.dataclass
@@ -67,7 +73,7 @@ class Context:
     """Everything a check needs: the artifact, the reference, the probe and the options."""
 
     art: object
-    ref: object                 # Keras model, or None (the manifest is the reference)
+    ref: object                 # Reference, or None (the manifest is the reference)
     options: VerifyOptions
     probe: dict
     names: list                 # output names
@@ -76,12 +82,12 @@ class Context:
 
     @property
     def prefixes(self):
-        names = [m.name for m in (self.ref, self.art.loaded_model()) if m is not None]
+        names = [m.name for m in (self.ref, self.art.loaded_model()) if m is not None]   # both have .name
         return tuple(dict.fromkeys(f"{n}/" for n in names))
 
 
 def _partition(ctx):
-    reference = entries_from_model(ctx.ref) if ctx.ref is not None else entries_from_manifest(ctx.art.manifest)
+    reference = ctx.ref.entries if ctx.ref is not None else entries_from_manifest(ctx.art.manifest)
     return check_partition(ctx.art, reference, ctx.untracked, ctx.prefixes)
 
 
@@ -125,15 +131,21 @@ def verify(artifact, reference=None, *, options=None, format_name=None, **fields
     (True, ["inputs matched by position (names differ): reference 'input_layer_3' = artifact 'input_layer'"])
     """
     options = options or VerifyOptions(reference=reference, **fields)
-    ref_model, ref_label = _reference(options.reference if options.reference is not None else reference)
-    art = open_artifact(artifact, ref_model, format_name)
-    if ref_model is None and not art.manifest:
+    ref = _reference(options.reference if options.reference is not None else reference)
+    probe = _probe(ref, options) if ref is not None else None
+    if ref is not None:
+        needs_outputs = bool({"outputs", "train-step"} & set(options.checks))
+        ref.summarize(probe, "partition" in options.checks, needs_outputs, want_architecture=ref.path is not None)
+        ref.release()                      # one model in memory at a time: the artifact's comes next
+    art = open_artifact(artifact, ref.for_artifact() if ref is not None else None, format_name)
+    if ref is None and not art.manifest:
         raise UsageError("has no mwconv manifest to verify against; pass --reference", path=art.path)
-    probe, notes = _probe(ref_model, art, options)
-    ctx = Context(art, ref_model, options, probe,
-                  modelio.output_names(ref_model) if ref_model is not None else art.output_names(),
-                  modelio.call_model(ref_model, probe) if ref_model is not None else None,
-                  untracked_problems(ref_model, art))
+    if probe is None:
+        probe = _probe(None, options, art)
+    notes = _align(ref, art, probe)
+    untracked = untracked_problems(ref.untracked_items if ref is not None else [], art)
+    ctx = Context(art, ref, options, probe, ref.names if ref is not None else art.output_names(),
+                  ref.outputs if ref is not None else None, untracked)
     results = [CHECK_FUNCTIONS[name](ctx) for name in CHECKS if name in options.checks]
     for check in results:
         if check.name in options.require and check.status == SKIPPED:
@@ -145,4 +157,5 @@ def verify(artifact, reference=None, *, options=None, format_name=None, **fields
         from mwconv.errors import shorten
         warnings.append(f"{len(nonfinite)} weights hold NaN or Inf values ({shorten(nonfinite, 10)}): the outputs "
                         "check counts NaN as equal to NaN; check that this is intended (--allow-nonfinite)")
-    return VerifyReport(str(artifact), art.kind, ref_label, results, warnings, notes)
+    return VerifyReport(str(artifact), art.kind, ref.label if ref is not None else "the artifact's manifest", results,
+                        warnings, notes)

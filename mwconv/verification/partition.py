@@ -1,6 +1,7 @@
 """The partition check: every weight of the reference in the artifact with the same
 path, shape, dtype, trainable flag and bytes; nothing extra; no untracked state."""
 
+import os
 import re
 
 import numpy as np
@@ -10,9 +11,42 @@ from mwconv.manifest import sha256_array
 from mwconv.verification.report import FAIL, PASS, SKIPPED, Check
 
 
+def _entry(value, trainable, load):
+    value = np.asarray(value)
+    finite = value.dtype.kind != "f" or bool(np.isfinite(value).all())
+    return {"shape": list(value.shape), "dtype": value.dtype.name, "trainable": trainable,
+            "sha256": sha256_array(value), "finite": finite, "load": load}
+
+
+def _hashed(items):
+    """Entries from ``(path, value, trainable, load)`` items, hashing on a few threads while at most
+    a few values are in memory (hashlib releases the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out, pending = {}, []
+    workers = min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for path, value, trainable, load in items:
+            pending.append((path, pool.submit(_entry, value, trainable, load)))
+            del value
+            if len(pending) >= workers:
+                path, future = pending.pop(0)
+                out[path] = future.result()
+        for path, future in pending:
+            out[path] = future.result()
+    return out
+
+
 def entries_from_model(model):
-    return {p: {"shape": list(v.shape), "dtype": v.dtype.name, "trainable": t, "sha256": sha256_array(v), "value": v}
-            for p, (v, t) in modelio.weights_by_path(model).items()}
+    """``{path: entry}`` of a Keras model, hashed one weight at a time (values are read again
+    only to describe a mismatch)."""
+    keras = modelio.keras_api()
+    variables = {v.path: v for v in model.weights}
+
+    def load(path):
+        return lambda: np.asarray(keras.ops.convert_to_numpy(variables[path].value))
+
+    return _hashed((p, v, t, load(p)) for p, v, t in modelio.iter_weights(model))
 
 
 def entries_from_manifest(manifest):
@@ -24,8 +58,7 @@ def entries_from_artifact(art):
     weights = art.weights()
     if weights is None:
         return None
-    return {p: {"shape": list(v.shape), "dtype": v.dtype.name, "trainable": t, "sha256": sha256_array(v), "value": v}
-            for p, (v, t) in weights.items()}
+    return _hashed((p, v, t, (lambda p=p: art.weight(p))) for p, v, t in weights)
 
 
 def _ulps(a, b):
@@ -102,7 +135,7 @@ def _weight_problems(path, ref, a):
         problems.append(f"weight '{path}' is {state[ref['trainable']]} in the reference but "
                         f"{state[a['trainable']]} in the artifact")
     if a["sha256"] != ref["sha256"]:
-        extra = _ulps(a["value"], ref["value"]) if "value" in a and "value" in ref else ""
+        extra = _ulps(np.asarray(a["load"]()), np.asarray(ref["load"]())) if "load" in a and "load" in ref else ""
         problems.append(f"weight '{path}' value differs from the reference{extra}")
     return problems
 
@@ -139,17 +172,17 @@ def check_partition(art, ref_entries, untracked=(), prefixes=()):
 
 def nonfinite_weights(entries):
     """Paths of weights holding NaN or Inf (imported with --allow-nonfinite, or trained into it)."""
-    return [p for p, e in entries.items()
-            if "value" in e and e["value"].dtype.kind == "f" and not np.isfinite(e["value"]).all()]
+    return [p for p, e in entries.items() if not e.get("finite", True)]
 
 
-def untracked_problems(ref_model, art):
-    """One line per layer variable that Keras does not track, in the reference or the artifact."""
+def untracked_problems(ref_items, art):
+    """One line per layer variable that Keras does not track, in the reference (``ref_items``:
+    ``modelio.untracked_variables`` of it) or the artifact."""
     seen, lines = set(), []
-    for where, model in (("reference", ref_model), ("artifact", art.loaded_model())):
-        if model is None:
-            continue
-        for layer, attr, cls in modelio.untracked_variables(model):
+    art_model = art.loaded_model() if art is not None else None
+    art_items = modelio.untracked_variables(art_model) if art_model is not None else []
+    for where, items in (("reference", ref_items), ("artifact", art_items)):
+        for layer, attr, cls in items:
             if (layer, attr) in seen:
                 continue
             seen.add((layer, attr))
@@ -157,4 +190,3 @@ def untracked_problems(ref_model, art):
                          "is never saved, and a reloaded model gets whatever the layer's constructor makes; create "
                          f"it with self.add_weight(...) in build() so that '{attr}' is saved and restored")
     return lines
-
