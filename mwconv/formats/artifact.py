@@ -39,6 +39,11 @@ class Artifact:
         """A fresh Keras model loaded from the artifact, or None."""
         return None
 
+    def model_for_training(self):
+        """A Keras model of the artifact that the train-step check may train in place (the
+        artifact's own loaded model where it has one: no second copy), or None."""
+        return self.keras_model()
+
     def loaded_model(self):
         """The Keras model the artifact was loaded as (for inspection), or None."""
         return getattr(self, "model", None)
@@ -82,7 +87,13 @@ class KerasArtifact(Artifact):
     def output_names(self):
         return modelio.output_names(self.model)
 
+    def model_for_training(self):
+        model, self.model = self.model, None       # trained in place: a later run reloads the artifact
+        return model
+
     def run(self, inputs, device=None):
+        if self.model is None:
+            self.model = self.keras_model()
         if device is None:
             return modelio.call_model(self.model, inputs)
         keras = modelio.keras_api()

@@ -146,7 +146,11 @@ def verify(artifact, reference=None, *, options=None, format_name=None, **fields
     untracked = untracked_problems(ref.untracked_items if ref is not None else [], art)
     ctx = Context(art, ref, options, probe, ref.names if ref is not None else art.output_names(),
                   ref.outputs if ref is not None else None, untracked)
-    results = [CHECK_FUNCTIONS[name](ctx) for name in CHECKS if name in options.checks]
+    # train-step runs last: it trains the artifact's own model in place (no second copy in memory)
+    order = [name for name in CHECKS if name in options.checks and name != "train-step"]
+    order += ["train-step"] if "train-step" in options.checks else []
+    done = {name: CHECK_FUNCTIONS[name](ctx) for name in order}
+    results = [done[name] for name in CHECKS if name in done]
     for check in results:
         if check.name in options.require and check.status == SKIPPED:
             check.status = FAIL
