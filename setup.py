@@ -25,6 +25,9 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "jsonschema>=4.18", "jax>=0.4.30", "hypothesis>=6.100"],   # jax: no-TensorFlow tests
+        # PyTorch-exported ONNX blocks are then exported live by the tests (CPU wheels:
+        # --index-url https://download.pytorch.org/whl/cpu); without it they read committed exports
+        "torch": ["torch>=2.2"],
         # CUDA builds for the device check (Linux x86-64). onnxruntime-gpu provides the same
         # 'onnxruntime' module as the CPU wheel: see the README's GPU section.
         "gpu": ["tensorflow[and-cuda]>=2.16,<2.22; sys_platform == 'linux'",

@@ -7,7 +7,7 @@ Keras, ONNX and onnxruntime are imported before the clock and the memory
 baseline start (peak RSS is reset through /proc/self/clear_refs):
 
   import          mwconv import W.weights.h5 --model factory -o m.keras
-                  beside Keras: build + model.load_weights
+                  beside Keras: build + model.load_weights + model.save(.keras)
   export FORMAT   mwconv export m.keras --format FORMAT (verified, as by default)
                   beside Keras for saved_model: load_model + model.export; for keras:
                   load_model + model.save
@@ -24,6 +24,7 @@ step must exit 0 (its checks pass), else the script stops.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,9 @@ t0 = time.perf_counter()
 code = 0
 if step == "keras-load":
     from factory import build
-    build().load_weights(args[0])
+    model = build()
+    model.load_weights(args[0])
+    model.save(args[1])
 elif step == "keras-export":
     keras.saving.load_model(args[0]).export(args[1], verbose=False)
 elif step == "keras-save":
@@ -91,6 +94,13 @@ def run(step, *args, work):
     return result
 
 
+def remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=2.0)
@@ -110,14 +120,22 @@ def main():
         w = int(subprocess.run([sys.executable, "-c", prep, work, weights], capture_output=True, text=True,
                                check=True).stdout.split()[-1])
         model = os.path.join(work, "m.keras")
+        plain_model = os.path.join(work, "plain.keras")
         rows.append(("import", run("import", weights, "--model", os.path.join(work, "factory.py:build"), "-o", model,
-                                   work=work), run("keras-load", weights, work=work)))
-        for fmt in args.formats:
+                                   work=work), run("keras-load", weights, plain_model, work=work)))
+        remove(plain_model)
+        os.remove(weights)
+        for fmt in args.formats:          # each output is removed once measured: disk stays near 3 W
             out = os.path.join(work, f"out_{fmt}{SUFFIX[fmt]}")
-            plain = run(PLAIN[fmt], model, os.path.join(work, f"plain_{fmt}{SUFFIX[fmt]}"), work=work) \
-                if fmt in PLAIN else None
+            plain = None
+            if fmt in PLAIN:
+                target = os.path.join(work, f"plain_{fmt}{SUFFIX[fmt]}")
+                plain = run(PLAIN[fmt], model, target, work=work)
+                remove(target)
             rows.append((f"export {fmt}", run("export", model, "--format", fmt, "-o", out, work=work), plain))
             rows.append((f"verify {fmt}", run("verify", out, "--reference", model, work=work), None))
+            remove(out)
+            remove(out + ".data")
     report(rows, w, args.json)
 
 

@@ -2,8 +2,9 @@
 described by ``*.safetensors.index.json`` (``{"weight_map": {tensor: shard}}``).
 
 Headers are read and checked (offsets against file sizes, shapes against byte
-counts) without reading data; each tensor is read on demand through
-``safetensors.safe_open(..., framework="numpy")``, which memory-maps the file.
+counts) without reading data; each tensor is read on demand from its byte range
+(a plain read, not a memory map, so a verified file's pages do not pile up in the
+process).
 Shards must lie in the index's folder (no absolute paths, '..' or symlinks out).
 """
 
@@ -43,7 +44,6 @@ class SafetensorsSource(Source):
     def __init__(self, path):
         super().__init__(path)
         self._where = {}       # tensor -> (shard path, dtype, begin, end)
-        self._handles = {}
         with open(self.path, "rb") as f:
             sharded = not st.looks_like(f.read(16), os.path.getsize(self.path))
         if sharded:
@@ -90,25 +90,21 @@ class SafetensorsSource(Source):
         except ValueError as e:
             raise InputRejected(f"the embedded mwconv manifest is not valid JSON ({e})", path=self.path) from e
 
-    def _handle(self, shard):
-        if shard not in self._handles:
-            from safetensors import SafetensorError, safe_open
-            try:
-                self._handles[shard] = safe_open(shard, framework="numpy")
-            except (SafetensorError, OSError) as e:
-                raise InputRejected(f"corrupt safetensors file ({e})", path=shard) from e
-        return self._handles[shard]
-
     def _read(self, name):
+        """The tensor's bytes read into memory of its own (not memory-mapped: mapped pages of a
+        large file would stay in the process until the source closes)."""
         shard, dtype, begin, end = self._where[name]
-        if dtype == "bfloat16":   # numpy has no bfloat16: view the bytes with ml_dtypes
-            raw = np.memmap(shard, dtype=np.uint8, mode="r", offset=begin, shape=(end - begin,))
-            return np.asarray(raw).view(st.numpy_dtype(dtype)).reshape(self._infos[name].shape)
-        from safetensors import SafetensorError
-        try:
-            return self._handle(shard).get_tensor(name)
-        except SafetensorError as e:
-            raise InputRejected(f"cannot read data ({e})", path=shard, tensor=name) from e
+        info = self._infos[name]
+        with open(shard, "rb") as f:
+            f.seek(begin)
+            raw = np.fromfile(f, dtype=np.uint8, count=end - begin)
+        if raw.size != end - begin:
+            raise InputRejected(f"holds {raw.size} of its {end - begin} bytes (the file was truncated)", path=shard,
+                                tensor=name)
+        native = np.dtype(st.numpy_dtype(dtype))
+        if native.itemsize > 1 and dtype != "bfloat16":       # safetensors is little-endian
+            return raw.view(native.newbyteorder("<")).astype(native, copy=False).reshape(info.shape)
+        return raw.view(native).reshape(info.shape)
 
     def manifest(self):
         return self._manifest
@@ -120,7 +116,7 @@ class SafetensorsSource(Source):
         return {name: flags.get(name) for name in self.keys()}
 
     def close(self):
-        self._handles.clear()
+        pass
 
 
 # -- writing ----------------------------------------------------------------------
