@@ -35,13 +35,17 @@ def _pad(g, h, node, pads, value=0.0):
                    name=g.name(node, "pad"))(h)
 
 
+def _input_and_weight(g, node):
+    """The input tensor and the (constant) weight's shape of a Conv or ConvTranspose."""
+    if not g.is_const(node.input[1]):
+        raise Unsupported("a non-constant weight")
+    return g.tensor(node.input[0], node), g.const_info(node.input[1]).shape
+
+
 @onnx_op("Conv")
 def conv(g, node, a):
     from mwconv.layers.onnx_ops import OnnxSlice
-    x = g.tensor(node.input[0], node)
-    if not g.is_const(node.input[1]):
-        raise Unsupported("a non-constant weight")
-    out_ch, in_per_group, *kernel = g.const_info(node.input[1]).shape
+    x, (out_ch, in_per_group, *kernel) = _input_and_weight(g, node)
     n = len(kernel)
     if n not in (1, 2, 3):
         raise Unsupported(f"{n}-D convolution")
@@ -71,10 +75,7 @@ def conv(g, node, a):
 @onnx_op("ConvTranspose")
 def conv_transpose(g, node, a):
     from mwconv.layers.onnx_ops import OnnxCrop
-    x = g.tensor(node.input[0], node)
-    if not g.is_const(node.input[1]):
-        raise Unsupported("a non-constant weight")
-    in_ch, out_per_group, *kernel = g.const_info(node.input[1]).shape
+    x, (in_ch, out_per_group, *kernel) = _input_and_weight(g, node)
     n = len(kernel)
     if int(a.get("group", 1)) != 1:
         raise Unsupported("group > 1")
