@@ -53,8 +53,9 @@ class ImportReport:
         frozen = sum(1 for w in self.weights if not w["trainable"])
         lines.append(f"{len(self.weights)} weights: {len(self.provenance)} imported, {frozen} frozen, "
                      f"{len(self.weights) - frozen} trainable (layout {self.layout})")
+        ignored = "ignored (by rules, or read at import as shapes, pads or folded ONNX values)"
         for label, items in (("missing (kept their initial values)", self.missing),
-                             ("unused source tensors", self.unused), ("ignored by rules", self.ignored)):
+                             ("unused source tensors", self.unused), (ignored, self.ignored)):
             if items:
                 lines.append(f"{label}: {printable(shorten(items, 50))}")
         lines.append(f"wrote {out}")
