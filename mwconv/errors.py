@@ -32,6 +32,28 @@ def shorten(names, limit=20):
     return ", ".join(names[:limit]) + f", ... and {len(names) - limit:,} more"
 
 
+def inner_reason(error, limit=300):
+    """The reason a framework error gives, on one line: the innermost cause, and past
+    Keras's ``Error when deserializing ... Exception encountered:`` wrapper; over ``limit``
+    characters, the middle gives way to ``...`` so the end (the reason) stays.
+
+    >>> inner_reason(ValueError("Error when deserializing class 'LSTM' using config={'units': 4}.\\n\\n"
+    ...                         "Exception encountered: Unrecognized keyword arguments: {'time_major': False}"))
+    "Unrecognized keyword arguments: {'time_major': False}"
+    """
+    while error.__cause__ is not None and str(error.__cause__):
+        error = error.__cause__
+    text = str(error) or type(error).__name__
+    marker = "Exception encountered:"
+    if marker in text:
+        text = text.rsplit(marker, 1)[1]
+    text = " ".join(text.split())
+    if len(text) > limit:
+        keep = (limit - 5) // 2
+        text = f"{text[:keep]} ... {text[-keep:]}"
+    return text
+
+
 class MwconvError(Exception):
     """Base class of every expected failure."""
 
