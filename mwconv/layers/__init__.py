@@ -3,7 +3,7 @@ through save and reload. Importing this package registers them for
 serialization under the package name ``mwconv``, so ``.keras`` files that use
 them load in safe mode with no ``custom_objects``."""
 
-from mwconv.layers import onnx_ops  # noqa: F401  (registers the ONNX op layers)
+from mwconv.layers import onnx_ops, tf_ops  # noqa: F401  (registers the ONNX and TF op layers)
 from mwconv.layers.mixed import (
     MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv1DTranspose, MixedConv2D, MixedConv2DTranspose,
     MixedConv3D, MixedConv3DTranspose, MixedDense, MixedDepthwiseConv1D, MixedDepthwiseConv2D, MixedEmbedding,
@@ -11,10 +11,12 @@ from mwconv.layers.mixed import (
 )
 from mwconv.layers.mixin import KernelVariantsMixin, MixedWeightsMixin
 from mwconv.layers.seed import CombinedTransformation, FixedBiasLinear, FrozenEmbedding
+from mwconv.layers.tf_ops import LayerScale, TFOp
 
 __all__ = [
     "MIXED_FOR_STOCK", "CombinedTransformation", "FixedBiasLinear", "FrozenEmbedding", "KernelVariantsMixin",
-    "MixedBatchNormalization", "MixedConv1D", "MixedConv1DTranspose", "MixedConv2D", "MixedConv2DTranspose",
-    "MixedConv3D", "MixedConv3DTranspose", "MixedDense", "MixedDepthwiseConv1D", "MixedDepthwiseConv2D",
-    "MixedEmbedding", "MixedGroupNormalization", "MixedLayerNormalization", "MixedPReLU", "MixedWeightsMixin",
+    "LayerScale", "MixedBatchNormalization", "MixedConv1D", "MixedConv1DTranspose", "MixedConv2D",
+    "MixedConv2DTranspose", "MixedConv3D", "MixedConv3DTranspose", "MixedDense", "MixedDepthwiseConv1D",
+    "MixedDepthwiseConv2D", "MixedEmbedding", "MixedGroupNormalization", "MixedLayerNormalization", "MixedPReLU",
+    "MixedWeightsMixin", "TFOp",
 ]

@@ -10,65 +10,47 @@ exist once at a time (see ``import_weights``).
 from mwconv.errors import InputRejected
 
 
-def _stock_trainable_names(layer):
-    if hasattr(layer, "stock_trainable_names"):
-        return layer.stock_trainable_names()
-    return [v.name for v in layer._trainable_variables]
+def _is_model(layer):
+    import keras
+    return isinstance(layer, keras.Model)
 
 
-def _plan(model, frozen_paths):
-    """{layer name: (mixed class or None, changes to its config)}"""
-    from mwconv.layers import MIXED_FOR_STOCK
+def _plan(layers, frozen_paths, prefix=""):
+    """{layer name: (mixed class or None, changes to its config)}, or for a nested model
+    {name: ("nested", its own plan)}. A layer's frozen names are its own weights' names
+    and, below its sub-layers, their paths (``lstm_cell/kernel``)."""
+    from mwconv.layers.mixed import mixed_class_for
 
     plan = {}
-    for layer in model.layers:
-        stock_names = _stock_trainable_names(layer)
-        paths = {v.name: v.path for v in layer._trainable_variables + layer._non_trainable_variables}
-        nested = [v for v in layer.weights if v.path in frozen_paths and v.name not in paths]
-        if nested:
-            raise InputRejected(f"layer '{layer.name}' is a nested model or holds sub-layers; freezing weights "
-                                f"inside it ({nested[0].path}) is not supported yet")
-        want = sorted(n for n in stock_names if paths.get(n) in frozen_paths)
-        mixed_cls = MIXED_FOR_STOCK.get(type(layer).__name__)
-        is_mixed = mixed_cls is not None and isinstance(layer, mixed_cls)
-        if not want and not is_mixed:
+    for layer in layers:
+        own = f"{prefix}{layer.name}/"
+        if _is_model(layer):
+            inner = _plan(layer.layers, frozen_paths, own)
+            if inner:
+                plan[layer.name] = ("nested", inner)
+            continue
+        names = [v.path[len(own):] for v in layer.weights if v.path.startswith(own)]
+        want = sorted(n for n in names if own + n in frozen_paths)
+        mixed_cls = mixed_class_for(layer)
+        if not want and not (mixed_cls is not None and isinstance(layer, mixed_cls)):
             continue
         if mixed_cls is not None:
             plan[layer.name] = (mixed_cls, {"frozen": want})
-        elif set(want) == set(stock_names):
+        elif set(want) == set(names):
             plan[layer.name] = (None, {"trainable": False})
         else:
             raise InputRejected(
-                f"layer '{layer.name}' ({type(layer).__name__}) has no mixed counterpart, so its weights are "
-                f"frozen all together or not at all; asked to freeze {want} of {stock_names}. "
-                "Adjust --train/--freeze")
+                f"layer '{layer.name}' ({type(layer).__name__}) is not a built-in Keras layer, so mwconv has no "
+                f"mixed counterpart for it and freezes its weights all together or not at all; asked to freeze "
+                f"{want} of {names}. Adjust --train/--freeze")
     return plan
 
 
 ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
 
 
-def mixed_config(model, frozen_paths, overwritten=()):
-    """The model's serialized config with every weight in ``frozen_paths`` frozen:
-    layers with a mixed counterpart get ``frozen=[names]``; a layer without one
-    is frozen whole (``trainable=False``) when all its weights are to be frozen.
-    Weights in ``overwritten`` (about to be assigned) get a zeros initializer,
-    which costs nothing to run."""
-    import keras
-
-    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional" \
-            and type(model) is not keras.Model:
-        raise InputRejected(f"the target model is a subclassed {type(model).__name__}; mwconv converts functional "
-                            "and Sequential models (build the target with keras.Input)")
-    plan = _plan(model, frozen_paths)
-    config = keras.saving.serialize_keras_object(model)
-    zero = {}
-    for layer in model.layers:
-        for v in layer._trainable_variables + layer._non_trainable_variables:
-            if v.path in overwritten:
-                zero.setdefault(layer.name, set()).add(f"{v.name}_initializer")
-    originals = {}
-    for entry in config["config"]["layers"]:
+def _apply(entries, plan, zero, originals):
+    for entry in entries:
         name = entry["config"].get("name")
         for key in zero.get(name, ()):
             if key in entry["config"]:
@@ -77,10 +59,36 @@ def mixed_config(model, frozen_paths, overwritten=()):
         if name not in plan:
             continue
         cls, changes = plan[name]
+        if cls == "nested":
+            _apply(entry["config"]["layers"], changes, {}, originals)
+            continue
         if cls is not None:
             entry.update({"module": cls.__module__, "class_name": cls.__name__,
                           "registered_name": f"mwconv>{cls.__name__}"})
         entry["config"].update(changes)
+
+
+def mixed_config(model, frozen_paths, overwritten=()):
+    """The model's serialized config with every weight in ``frozen_paths`` frozen: each
+    layer holding one becomes its mixed counterpart with ``frozen=[names]``, inside nested
+    models too; a custom layer with no counterpart is frozen whole (``trainable=False``)
+    when all its weights are to be frozen. Weights of top-level layers in ``overwritten``
+    (about to be assigned) get a zeros initializer, which costs nothing to run."""
+    import keras
+
+    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional" \
+            and type(model) is not keras.Model:
+        raise InputRejected(f"the target model is a subclassed {type(model).__name__}; mwconv converts functional "
+                            "and Sequential models (build the target with keras.Input)")
+    plan = _plan(model.layers, frozen_paths)
+    config = keras.saving.serialize_keras_object(model)
+    zero = {}
+    for layer in model.layers:
+        for v in layer._trainable_variables + layer._non_trainable_variables:
+            if v.path in overwritten:
+                zero.setdefault(layer.name, set()).add(f"{v.name}_initializer")
+    originals = {}
+    _apply(config["config"]["layers"], plan, zero, originals)
     return config, originals
 
 
@@ -94,11 +102,28 @@ def restore_initializers(model, originals):
             setattr(layer, key, keras.initializers.deserialize(value))
 
 
+def stable_paths(model):
+    """Give every weight the path its place in the model spells, whatever route built it:
+    the layer names from the model's top level down (nested models, an RNN's cell, a
+    wrapped layer), then the weight's name: ``fc1/kernel``, ``bi/forward_lstm/lstm_cell/kernel``,
+    ``backbone/conv1/kernel``. Keras 3 gives one weight different paths depending on how
+    the model was built (a named Sequential's weights gain and lose the model's name), so
+    mwconv names weights this way everywhere. Returns the model."""
+    from mwconv.layers.mixin import nested_weights
+
+    for layer in model.layers:
+        for v in list(layer._trainable_variables) + list(layer._non_trainable_variables):
+            v._path = f"{layer.name}/{v.name}"
+        for name, v in nested_weights(layer).items():
+            v._path = f"{layer.name}/{name}"
+    return model
+
+
 def model_from_config(config):
     import keras
 
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
-    return keras.saving.deserialize_keras_object(config, safe_mode=True)
+    return stable_paths(keras.saving.deserialize_keras_object(config, safe_mode=True))
 
 
 def check_same_paths(original_paths, model):

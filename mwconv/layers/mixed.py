@@ -70,64 +70,48 @@ class Embedding(KernelVariantsMixin, keras.layers.Embedding):
         return config
 
 
-@register
-class Conv2DTranspose(MixedWeightsMixin, keras.layers.Conv2DTranspose):
-    """``keras.layers.Conv2DTranspose`` with a choice of frozen weights."""
+# Every other built-in Keras layer gets a counterpart generated from the stock class: the
+# same class name and weights-file layout, with ``frozen=[names]``. For a layer that owns
+# sub-layers (RNNs and their cells, Bidirectional, TimeDistributed, MultiHeadAttention)
+# a name is the weight's path below the layer: ``forward_lstm/lstm_cell/kernel``.
+_NOT_MIXABLE = {"Layer", "InputLayer", "Lambda", "TFSMLayer", "Wrapper", "Identity"}
 
 
-@register
-class Conv1DTranspose(MixedWeightsMixin, keras.layers.Conv1DTranspose):
-    """``keras.layers.Conv1DTranspose`` with a choice of frozen weights."""
+def _generate(written):
+    made = {}
+    for attribute in sorted(dir(keras.layers)):
+        stock = getattr(keras.layers, attribute)
+        if not isinstance(stock, type) or not issubclass(stock, keras.layers.Layer):
+            continue
+        name = stock.__name__
+        if name in written or name in made or name in _NOT_MIXABLE or issubclass(stock, keras.Model):
+            continue
+        doc = f"``keras.layers.{name}`` with a choice of frozen weights (generated from the stock class)."
+        made[name] = register(type(name, (MixedWeightsMixin, stock), {"__module__": __name__, "__qualname__": name,
+                                                                      "__doc__": doc}))
+    return made
 
 
-@register
-class Conv3DTranspose(MixedWeightsMixin, keras.layers.Conv3DTranspose):
-    """``keras.layers.Conv3DTranspose`` with a choice of frozen weights."""
+MIXED_FOR_STOCK = {"Dense": Dense, "Conv1D": Conv1D, "Conv2D": Conv2D, "Conv3D": Conv3D, "Embedding": Embedding}
+MIXED_FOR_STOCK.update(_generate(MIXED_FOR_STOCK))
+"""Stock class name -> its mixed counterpart, for every built-in Keras layer."""
+
+MixedDense, MixedConv1D, MixedConv2D, MixedConv3D, MixedEmbedding = Dense, Conv1D, Conv2D, Conv3D, Embedding
+MixedConv2DTranspose = MIXED_FOR_STOCK["Conv2DTranspose"]
+MixedConv1DTranspose = MIXED_FOR_STOCK["Conv1DTranspose"]
+MixedConv3DTranspose = MIXED_FOR_STOCK["Conv3DTranspose"]
+MixedDepthwiseConv1D = MIXED_FOR_STOCK["DepthwiseConv1D"]
+MixedDepthwiseConv2D = MIXED_FOR_STOCK["DepthwiseConv2D"]
+MixedBatchNormalization = MIXED_FOR_STOCK["BatchNormalization"]
+MixedPReLU = MIXED_FOR_STOCK["PReLU"]
+MixedLayerNormalization = MIXED_FOR_STOCK["LayerNormalization"]
+MixedGroupNormalization = MIXED_FOR_STOCK["GroupNormalization"]
 
 
-@register
-class DepthwiseConv1D(MixedWeightsMixin, keras.layers.DepthwiseConv1D):
-    """``keras.layers.DepthwiseConv1D`` with a choice of frozen weights."""
-
-
-@register
-class DepthwiseConv2D(MixedWeightsMixin, keras.layers.DepthwiseConv2D):
-    """``keras.layers.DepthwiseConv2D`` with a choice of frozen weights."""
-
-
-@register
-class BatchNormalization(MixedWeightsMixin, keras.layers.BatchNormalization):
-    """``keras.layers.BatchNormalization`` with a choice of frozen weights
-    (typically ``frozen=["gamma", "beta"]``; the moving statistics are
-    non-trainable already and still update in training mode)."""
-
-
-@register
-class PReLU(MixedWeightsMixin, keras.layers.PReLU):
-    """``keras.layers.PReLU`` with a frozen ``alpha`` when asked."""
-
-
-@register
-class LayerNormalization(MixedWeightsMixin, keras.layers.LayerNormalization):
-    """``keras.layers.LayerNormalization`` with a choice of frozen weights."""
-
-
-@register
-class GroupNormalization(MixedWeightsMixin, keras.layers.GroupNormalization):
-    """``keras.layers.GroupNormalization`` with a choice of frozen weights."""
-
-
-MixedDense, MixedConv1D, MixedConv2D, MixedConv3D = Dense, Conv1D, Conv2D, Conv3D
-MixedEmbedding, MixedConv2DTranspose, MixedDepthwiseConv2D = Embedding, Conv2DTranspose, DepthwiseConv2D
-MixedBatchNormalization, MixedPReLU = BatchNormalization, PReLU
-MixedConv1DTranspose, MixedConv3DTranspose, MixedDepthwiseConv1D = Conv1DTranspose, Conv3DTranspose, DepthwiseConv1D
-MixedLayerNormalization, MixedGroupNormalization = LayerNormalization, GroupNormalization
-
-MIXED_FOR_STOCK = {
-    "Dense": MixedDense, "Conv1D": MixedConv1D, "Conv2D": MixedConv2D, "Conv3D": MixedConv3D,
-    "Embedding": MixedEmbedding, "Conv2DTranspose": MixedConv2DTranspose,
-    "DepthwiseConv2D": MixedDepthwiseConv2D, "BatchNormalization": MixedBatchNormalization,
-    "PReLU": MixedPReLU, "Conv1DTranspose": MixedConv1DTranspose, "Conv3DTranspose": MixedConv3DTranspose,
-    "DepthwiseConv1D": MixedDepthwiseConv1D, "LayerNormalization": MixedLayerNormalization,
-    "GroupNormalization": MixedGroupNormalization,
-}
+def mixed_class_for(layer):
+    """The mixed counterpart of ``layer``'s class (itself when already mixed), or None."""
+    cls = MIXED_FOR_STOCK.get(type(layer).__name__)
+    if cls is None:
+        return None
+    stock = next(b for b in cls.__mro__[1:] if b.__module__.startswith("keras."))
+    return cls if isinstance(layer, stock) else None

@@ -43,6 +43,32 @@ def _names(value, argument, layer_cls):
     return names
 
 
+def nested_weights(layer):
+    """``{name: variable}`` for the weights ``layer``'s sub-layers own, each named by the
+    sub-layer names down to it (``forward_lstm/lstm_cell/kernel``), not by Keras's path,
+    which depends on how the layer was built."""
+    found = {}
+
+    def walk(sub, prefix):
+        for v in list(sub._trainable_variables) + list(sub._non_trainable_variables):
+            found.setdefault(f"{prefix}{v.name}", v)
+        for child in sub._flatten_layers(include_self=False, recursive=False):
+            walk(child, f"{prefix}{child.name}/")
+
+    for child in layer._flatten_layers(include_self=False, recursive=False):
+        walk(child, f"{child.name}/")
+    return found
+
+
+def freeze_variable(variable):
+    """Make a sub-layer's weight non-trainable as its owner builds, before anything reads the
+    flag: Keras's flag, and the backend variable's (TensorFlow's is what a SavedModel records)."""
+    variable.trainable = False
+    backend_variable = getattr(variable, "_value", None)
+    if backend_variable is not None and hasattr(backend_variable, "_trainable"):
+        backend_variable._trainable = False
+
+
 class MixedWeightsMixin:
     """Freeze stock weights by name; save in the stock layer's order."""
 
@@ -76,19 +102,31 @@ class MixedWeightsMixin:
         setattr(self, kwargs["name"], variable)
         return variable
 
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_extras()
+    def _post_build(self):
+        # Keras calls this right after build(), whatever build's signature (an RNN's
+        # build takes sequences_shape), before the layer's state is locked
+        with self._open_name_scope():
+            self._build_extras()
         known = [n for n, _, extra in self._mixed_order if not extra]
+        nested = self._nested_variables()
+        for name in self.frozen:
+            if name not in known and name in nested:
+                freeze_variable(nested[name])
+        known += list(nested)
         unknown = [n for n in self.frozen if n not in known]
         if unknown:
             raise ValueError(
                 f"{self._display_name()} '{self.name}': `frozen` names weights this layer does not have. "
                 f"Received: frozen={self.frozen!r}; unknown: {unknown}. "
                 f"This layer's weights are: {known}. Use those names.")
+        super()._post_build()
 
     def _build_extras(self):
         pass
+
+    def _nested_variables(self):
+        """{path below this layer: variable} of the weights its sub-layers own."""
+        return nested_weights(self)
 
     # -- save in the stock order ---------------------------------------------
     def stock_trainable_names(self):
