@@ -227,13 +227,20 @@ def _prepare(src, opts, keras):
     """Target model, match, plan and report, before anything is built: (state dict, report)."""
     rules = opts.rules
     rule_list = load_rules(rules) if isinstance(rules, (str, bytes)) or hasattr(rules, "__fspath__") else (rules or [])
+    from mwconv.layers.conversion import stable_paths
+
     target_model, owned, graph_plan, attribute_constants = _target(src, opts.model, opts.channels_last, keras)
+    before = {v.path: v for v in target_model.weights}
+    stable_paths(target_model)
+    if graph_plan is not None:     # the graph plan names weights by the paths they were built with
+        graph_plan = [(before[path].path, source, transform) for path, source, transform in graph_plan]
     chosen = src.default_layout if opts.layout == "auto" else opts.layout
     targets = catalogue(target_model)
     if graph_plan is not None:
         matches, unused, ignored = _graph_matches(src, targets, graph_plan, attribute_constants)
     else:
-        matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path)
+        matches, unused, ignored = match(src.keys(), targets, rule_list, target_model.name, path=src.path,
+                                         aliases=src.key_aliases())
     plan, mismatched = _plan(src, matches, chosen, src.consumers())
     imported = {p.target for p in plan}
     report = ImportReport(src.path, src.format, chosen, [], [t.path for t in targets if t.path not in imported],

@@ -16,6 +16,7 @@ SYNONYMS = {
     "kernel": "weight", "embeddings": "weight", "gamma": "weight", "scale": "weight", "alpha": "weight",
     "beta": "bias", "moving_mean": "running_mean", "mean": "running_mean",
     "moving_variance": "running_var", "var": "running_var",
+    "depthwise_kernel": "weight",   # tf-keras's DepthwiseConv2D kernel; Keras 3 calls it kernel
 }
 
 
@@ -33,6 +34,11 @@ def canonical(name):
     parts = normalise(name).split("/")
     parts[-1] = SYNONYMS.get(parts[-1], parts[-1])
     return "/".join(parts)
+
+
+def loose(name):
+    """``canonical`` with '/' read as '_': a tf-keras layer ``conv1/conv`` is ``conv1_conv`` in Keras 3."""
+    return canonical(name).replace("/", "_")
 
 
 @dataclasses.dataclass
@@ -56,9 +62,10 @@ class Match:
 
 
 def _keys(target, model_name):
-    keys = {normalise(target.path), canonical(target.path)}
+    keys = {normalise(target.path), canonical(target.path), loose(target.path)}
     short = f"{target.layer.name}/{target.weight}"
-    keys |= {normalise(short), canonical(short)}
+    keys |= {normalise(short), canonical(short), loose(short)}
+    keys |= {f(a) for a in target.aliases for f in (normalise, canonical, loose)}
     if model_name and target.path.startswith(model_name + "/"):
         keys.add(canonical(target.path[len(model_name) + 1:]))
     return keys
@@ -67,8 +74,9 @@ def _keys(target, model_name):
 class _Matcher:
     """The matching stages in order; each claims targets and passes on what it left."""
 
-    def __init__(self, targets, path):
+    def __init__(self, targets, path, aliases=None):
         self.targets, self.path = targets, path
+        self.source_aliases = aliases or {}
         self.by_path = {t.path: t for t in targets}
         self.claimed = {}   # target path -> Match
         self.matches, self.unused, self.ignored = [], [], []
@@ -92,6 +100,8 @@ class _Matcher:
                 self.claim(self.by_path[name], name, "exact")
             elif name in aliases:
                 self.claim(aliases[name], name, "alias")
+            elif self.source_aliases.get(name) in self.by_path:
+                self.claim(self.by_path[self.source_aliases[name]], name, "alias")
             else:
                 pending.append(name)
         return pending
@@ -119,7 +129,10 @@ class _Matcher:
                     index.setdefault(key, []).append(t)
         for name in names:
             found = None
-            for key in (normalise(name), canonical(name)):
+            alias = self.source_aliases.get(name)
+            keys = [normalise(name), canonical(name)]
+            keys += [normalise(alias), canonical(alias), loose(alias)] if alias else [loose(name)]
+            for key in keys:
                 hits = index.get(key, [])  # targets claimed earlier in this stage stay: two claims is an error
                 if len(hits) > 1:
                     raise InputRejected(f"its normalised name '{key}' fits several targets "
@@ -134,9 +147,10 @@ class _Matcher:
                 self.claim(found, name, "normalised")
 
 
-def match(source_names, targets, rules, model_name=None, path=None):
+def match(source_names, targets, rules, model_name=None, path=None, aliases=None):
     """Return (matches, unused source names, ignored source names): exact names first,
-    then the rules in file order, then normalised names."""
-    m = _Matcher(targets, path)
+    then the rules in file order, then normalised names. ``aliases`` maps source names
+    to other names the format gives them (``Source.key_aliases``)."""
+    m = _Matcher(targets, path, aliases)
     m.normalised(m.by_rules(m.exact(source_names), rules), model_name)
     return m.matches, m.unused, m.ignored

@@ -83,7 +83,8 @@ def catalogue(model):
                                   shape=tuple(v.shape), dtype=v.dtype, trainable=id(v) in trainable_ids,
                                   aliases=(f"layers/{h5_name}/vars/{i}",)))
         nested = [v for v in layer.weights if all(v is not o for o in owned)]
-        for v in nested:  # weights of sub-layers: matched by path and name only
+        for v in nested:  # weights of sub-layers and nested models: matched by path and name only
+            inner = v.path if v.path.startswith(layer.name + "/") else f"{layer.name}/{v.path}"
             targets.append(Target(path=v.path, layer=layer, layer_class="", weight=v.name, shape=tuple(v.shape),
-                                  dtype=v.dtype, trainable=id(v) in trainable_ids))
+                                  dtype=v.dtype, trainable=id(v) in trainable_ids, aliases=(inner,)))
     return targets

@@ -96,6 +96,15 @@ class Source:
         kind = "with" if self.has_architecture else "without"
         return None, f"a {self.format} source {kind} architecture cannot run"
 
+    def describe_architecture(self):
+        """A summary of the stored architecture for ``inspect`` (JSON-able), or None."""
+        return None
+
+    def key_aliases(self):
+        """``{tensor: another name for it}`` where the format has one the matcher should try
+        (a tf-keras layer group's weight under its Keras 3 path); ``{}`` otherwise."""
+        return {}
+
     def release_architecture(self):
         """Drop a rebuilt model the source holds, so its memory can be freed."""
 

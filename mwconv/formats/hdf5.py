@@ -7,7 +7,7 @@ import dataclasses
 import h5py
 import numpy as np
 
-from mwconv.errors import InputRejected
+from mwconv.errors import InputRejected, inner_reason
 from mwconv.formats.artifact import WeightsOnlyArtifact
 from mwconv.formats.base import Source, parse_json
 from mwconv.formats.format import Format
@@ -43,6 +43,13 @@ def _resolves(f, name):
         return False
 
 
+def _keras3_key(layer, weight):
+    """Where Keras 3 keeps a tf-keras weight: the layer group, then the weight's name below
+    the layer's own (``conv1/conv`` + ``conv1/conv/kernel:0`` -> ``conv1/conv/kernel``)."""
+    weight = weight[:-2] if weight.endswith(":0") else weight
+    return f"{layer}/{weight[len(layer) + 1:] if weight.startswith(layer + '/') else weight}"
+
+
 class HDF5Source(Source):
     format = "hdf5"
 
@@ -54,7 +61,7 @@ class HDF5Source(Source):
             raise InputRejected(f"corrupt or truncated HDF5 file ({e})", path=path) from e
         try:
             self._check_links()
-            self._datasets = {}
+            self._datasets, self._aliases, self._model = {}, {}, None
             self._open()
         except H5_ERRORS as e:      # a damaged B-tree, heap or header: h5py raises many kinds
             self._file.close()
@@ -124,6 +131,7 @@ class HDF5Source(Source):
                                     path=self.path, tensor=layer)
             for weight in _attr_strings(group, "weight_names") or []:
                 name = f"{layer}/{weight}"
+                self._aliases[name] = _keras3_key(layer, weight)
                 ds = group.get(weight)
                 if not isinstance(ds, h5py.Dataset):
                     raise InputRejected("weight_names lists it, but the file holds no dataset for it (corrupt)",
@@ -158,17 +166,38 @@ class HDF5Source(Source):
     def architecture_kind(self):
         return "keras" if self.has_architecture else None
 
+    def key_aliases(self):
+        return dict(self._aliases)
+
+    def describe_architecture(self):
+        """The stored model's layers by class, and what importing it translates or refuses."""
+        if not self.has_architecture:
+            return None
+        from mwconv.legacy import summarize
+        version = self._metadata.get("keras_version") or ""
+        return summarize(self._stored_config(), self.path, legacy=not version.startswith("3."))
+
+    def _stored_config(self):
+        config = parse_json(_attr_text(self._file, "model_config"), self.path, "model_config attribute")
+        return config if isinstance(config, dict) else {}
+
     def architecture(self):
-        """A Keras full-model .h5 rebuilt by ``keras.saving.load_model`` in safe mode."""
+        """A Keras full-model .h5 rebuilt in safe mode: a tf.keras 2.x config through
+        mwconv's translator, a Keras 3 one by ``keras.saving.load_model``."""
         if not self.has_architecture:
             return super().architecture()
+        from mwconv.layers.conversion import model_from_config, stable_paths
         from mwconv.modelio import keras_api
         keras = keras_api()
+        version = self._metadata.get("keras_version") or ""
         try:
-            return keras.saving.load_model(self.path, compile=False, safe_mode=True)
-        except (ValueError, TypeError, KeyError) as e:
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise InputRejected(f"cannot rebuild the model stored in this file ({first}); pass --model",
+            if version.startswith("3."):
+                return stable_paths(keras.saving.load_model(self.path, compile=False, safe_mode=True))
+            from mwconv.legacy import translate
+            self.translation = translate(self._stored_config(), self.path)
+            return model_from_config(self.translation.config)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
+            raise InputRejected(f"cannot rebuild the model stored in this file ({inner_reason(e)}); pass --model",
                                 path=self.path) from e
 
     def run_model(self, inputs):

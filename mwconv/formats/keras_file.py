@@ -55,7 +55,8 @@ def load_keras_model(path, compile=False, checked=False):
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
 
     try:
-        return keras.saving.load_model(path, safe_mode=True, compile=compile)
+        from mwconv.layers.conversion import stable_paths
+        return stable_paths(keras.saving.load_model(path, safe_mode=True, compile=compile))
     except ValueError as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():

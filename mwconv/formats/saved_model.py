@@ -138,6 +138,9 @@ def _write_staged(model, staged, manifest):
     import tensorflow as tf
 
     model = with_tf_flags(model)
+    for v in model.weights:       # store each weight under mwconv's stable path (layers.conversion.stable_paths)
+        if v.value.name != f"{v.path}:0":
+            v.value._handle_name = f"{v.path}:0"
     serve, _ = serving_function(model)
     weights = {id(v) for v in model.weights}
     root = tf.__internal__.tracking.AutoTrackable()
@@ -177,7 +180,9 @@ class SavedModelArtifact(Artifact):
 
     def weights(self):
         flags = self.source.partition()
-        return ((n, np.asarray(self.source.get_tensor(n)), flags[n]) for n in self.source.keys())
+        # a Dropout's random-number state is stored so the model runs, but it is no weight
+        return ((n, np.asarray(self.source.get_tensor(n)), flags[n]) for n in self.source.keys()
+                if n.rsplit("/", 1)[-1] != "seed_generator_state")
 
     def weight(self, path):
         return np.asarray(self.source.get_tensor(path))

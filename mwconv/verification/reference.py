@@ -73,8 +73,7 @@ class FreshArchitecture:
         self.serialized = serialized
 
     def fresh(self):
-        import keras
-
-        import mwconv.layers  # noqa: F401 - registers the mixed layers
         import copy
-        return keras.saving.deserialize_keras_object(copy.deepcopy(self.serialized), safe_mode=True)  # it pops keys
+
+        from mwconv.layers.conversion import model_from_config
+        return model_from_config(copy.deepcopy(self.serialized))  # deserializing pops keys
