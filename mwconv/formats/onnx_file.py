@@ -11,6 +11,7 @@ from mwconv.errors import InputRejected
 from mwconv.formats.artifact import Artifact
 from mwconv.formats.base import Source, parse_json, resolve_inside
 from mwconv.formats.format import Format
+from mwconv.formats.onnx_convert import convert_function
 from mwconv.formats.tf_functions import stateless_function
 from mwconv.outputs import atomic_output, check_target
 
@@ -188,28 +189,6 @@ class OnnxSource(Source):
 ONNX_EXTERNAL_THRESHOLD = 1536 << 20   # weights above this go to external data (protobuf stops at 2 GiB)
 
 
-# -- ONNX ------------------------------------------------------------------------------
-def _unsupported_ops(proto):
-    import onnx
-    return sorted({n.op_type for n in proto.graph.node
-                   if (n.domain or "ai.onnx") == "ai.onnx" and not onnx.defs.has(n.op_type)})
-
-
-def _convert(tf2onnx, fn, signature, opset, target):
-    try:
-        proto, _ = tf2onnx.convert.from_function(fn, input_signature=signature, opset=opset)
-    except (ValueError, TypeError, RuntimeError, KeyError, NotImplementedError, AttributeError) as e:
-        from mwconv.errors import InputRejected
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputRejected(f"tf2onnx cannot convert this model ({type(e).__name__}: {first})", path=target) from e
-    unsupported = _unsupported_ops(proto)
-    if unsupported:
-        from mwconv.errors import InputRejected
-        raise InputRejected(f"tf2onnx cannot convert the TensorFlow ops {', '.join(unsupported)} to ONNX opset "
-                            f"{opset}; nothing was written", path=target)
-    return proto
-
-
 def _varint(n):
     out = bytearray()
     while True:
@@ -309,7 +288,7 @@ def write(model, target, manifest, options):
     options.note(f"converting to ONNX opset {opset} with tf2onnx"
                     + (" (external data: weights exceed the 2 GiB protobuf limit)" if large else ""))
     fn, signature, weights = stateless_function(model)     # weights as inputs: tf2onnx never copies them
-    proto = _convert(tf2onnx, fn, signature, opset, target)
+    proto = convert_function(tf2onnx, fn, signature, opset, target)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
     data_name = os.path.basename(target) + ".data"
