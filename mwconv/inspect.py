@@ -33,6 +33,7 @@ def inspect_source(path, with_hash=False):
             "path": src.path,
             "format": src.format,
             "architecture": bool(src.has_architecture),
+            "model": src.describe_architecture(),
             "tensors": tensors,
             "totals": {"tensors": len(tensors), "bytes": sum(t["bytes"] for t in tensors)},
             "partition": None,
@@ -62,6 +63,14 @@ def format_inspect(report):
     lines = [f"{printable(report['path'])}: {report['format']}"
              + (f" ({report['metadata']['kind']})" if report["metadata"].get("kind") else "")
              + f", architecture {'present' if report['architecture'] else 'absent'}"]
+    model = report.get("model")
+    if model:
+        top = ", ".join(f"{c} {n}" for c, n in sorted(model["classes"].items(), key=lambda kv: -kv[1])[:8])
+        lines.append(f"model: {model['class']}, {model['layers']} layers ({top}"
+                     f"{', ...' if len(model['classes']) > 8 else ''})")
+        lines += [f"  import translates: {note}" for note in model.get("translation", [])]
+        if model.get("refused"):
+            lines.append(f"  import refuses it: {printable(model['refused'])}")
     rows = [("name", "shape", "dtype", "bytes") + (("trainable",) if report["partition"] else ())
             + (("sha256",) if report["tensors"] and "sha256" in report["tensors"][0] else ())]
     for t in report["tensors"]:
