@@ -189,6 +189,21 @@ class OnnxSource(Source):
 ONNX_EXTERNAL_THRESHOLD = 1536 << 20   # weights above this go to external data (protobuf stops at 2 GiB)
 
 
+def _constants_to_initializers(proto, constants):
+    """Graph inputs that are captured constants become initializers (they are no model input)."""
+    import onnx
+
+    keep = []
+    for graph_input in proto.graph.input:
+        if graph_input.name in constants:
+            proto.graph.initializer.append(onnx.numpy_helper.from_array(constants[graph_input.name],
+                                                                        graph_input.name))
+        else:
+            keep.append(graph_input)
+    del proto.graph.input[:]
+    proto.graph.input.extend(keep)
+
+
 def _varint(n):
     out = bytearray()
     while True:
@@ -287,8 +302,9 @@ def write(model, target, manifest, options):
     large = weight_bytes > ONNX_EXTERNAL_THRESHOLD
     options.note(f"converting to ONNX opset {opset} with tf2onnx"
                     + (" (external data: weights exceed the 2 GiB protobuf limit)" if large else ""))
-    fn, signature, weights = stateless_function(model)     # weights as inputs: tf2onnx never copies them
+    fn, signature, weights, constants = stateless_function(model)     # weights as inputs: never copied
     proto = convert_function(tf2onnx, fn, signature, opset, target)
+    _constants_to_initializers(proto, constants)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
     data_name = os.path.basename(target) + ".data"
