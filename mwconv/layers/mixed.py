@@ -110,6 +110,8 @@ MixedGroupNormalization = MIXED_FOR_STOCK["GroupNormalization"]
 
 def mixed_class_for(layer):
     """The mixed counterpart of ``layer``'s class (itself when already mixed), or None."""
+    if isinstance(layer, MixedWeightsMixin):
+        return type(layer)
     cls = MIXED_FOR_STOCK.get(type(layer).__name__)
     if cls is None:
         return None
