@@ -69,6 +69,13 @@ CASES = {
                        ["gamma"], ["beta", "moving_mean", "moving_variance"], None, None),
     "prelu": (lambda: ml.MixedPReLU(frozen=["alpha"]), x_of(5, 4), [], ["alpha"], None, None),
     "prelu-trainable": (lambda: ml.MixedPReLU(), x_of(5, 4), ["alpha"], [], None, None),
+    # generated counterparts, and weights below a layer's sub-layers
+    "einsum-dense": (lambda: ml.MIXED_FOR_STOCK["EinsumDense"]("ab,bc->ac", output_shape=4, bias_axes="c",
+                                                                frozen=["kernel"]), x_of(4, 6), ["bias"], ["kernel"],
+                     None, None),
+    "lstm-cell-kernel": (lambda: ml.MIXED_FOR_STOCK["LSTM"](4, frozen=["lstm_cell/kernel"]), x_of(3, 5, 2),
+                         ["bias", "recurrent_kernel"], ["kernel"], None, None),
+    "layer-scale": (lambda: ml.LayerScale(0.5, 4, frozen=["gamma"]), x_of(3, 4), [], ["gamma"], None, None),
     # the seed article's layers, constructed exactly as in the article
     "seed-fixed-bias-linear": (lambda: ml.FixedBiasLinear(units=3, bias_value=0.1), x_of(4, 6),
                                ["kernel"], ["bias"], None, None),
@@ -224,3 +231,78 @@ def test_layers_under_torch_backend():
     proc = subprocess.run([sys.executable, "-c", TORCH_SCRIPT], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "torch backend: ok 7" in proc.stdout
+
+
+def test_every_builtin_layer_with_weights_has_a_generated_counterpart():
+    stock = {name: getattr(keras.layers, name) for name in dir(keras.layers)
+             if isinstance(getattr(keras.layers, name), type) and issubclass(getattr(keras.layers, name),
+                                                                              keras.layers.Layer)}
+    for name in ("LSTM", "GRU", "SimpleRNN", "LSTMCell", "Bidirectional", "TimeDistributed", "MultiHeadAttention",
+                 "EinsumDense", "ConvLSTM2D", "SeparableConv2D", "Normalization", "LayerNormalization"):
+        mixed = ml.MIXED_FOR_STOCK[name]
+        assert mixed.__name__ == name and issubclass(mixed, stock[name]) and issubclass(mixed, ml.MixedWeightsMixin)
+        assert keras.saving.get_registered_object(f"mwconv>{name}") is mixed
+    assert not any(issubclass(c, keras.Model) for c in ml.MIXED_FOR_STOCK.values())
+
+
+COMPOSITE = {
+    "bidirectional": (lambda: ml.MIXED_FOR_STOCK["Bidirectional"](
+        keras.layers.GRU(3), frozen=["forward_gru/gru_cell/kernel", "backward_gru/gru_cell/bias"], name="bi"),
+        ["backward_gru/gru_cell/bias", "forward_gru/gru_cell/kernel"]),
+    "time-distributed": (lambda: ml.MIXED_FOR_STOCK["TimeDistributed"](keras.layers.Dense(3, name="d"),
+                                                                       frozen=["d/kernel"], name="td"), ["d/kernel"]),
+    "conv-lstm": (lambda: ml.MIXED_FOR_STOCK["ConvLSTM1D"](2, 3, frozen=["conv_lstm_cell/recurrent_kernel"],
+                                                           name="cl"), ["conv_lstm_cell/recurrent_kernel"]),
+}
+
+
+@pytest.mark.parametrize("case", list(COMPOSITE))
+def test_weights_below_sub_layers_freeze_and_stay_frozen(case, tmp_path):
+    """A layer that owns sub-layers freezes weights named by their path below it: Keras's flag,
+    the tf.Variable's, a training step, the .keras and SavedModel round trips."""
+    import tensorflow as tf
+
+    from mwconv.formats.saved_model import restored_variables
+    from mwconv.layers.conversion import stable_paths
+    from mwconv.testing import train_step_contract
+
+    make, frozen = COMPOSITE[case]
+    layer = make()
+    x = x_of(3, 4, 5, 2) if case == "conv-lstm" else x_of(3, 4, 5)
+    inp = keras.Input(x.shape[1:])
+    model = stable_paths(keras.Model(inp, layer(inp)))
+    below = lambda paths: sorted(p.split("/", 1)[1] for p in paths)   # noqa: E731
+    assert below(v.path for v in model.weights if not v.trainable) == frozen
+    assert all(v.value.trainable == v.trainable for v in model.weights)
+    tf.saved_model.save(model, str(tmp_path / "sm"))      # before training: no optimizer state in it
+    restored = restored_variables(tf.saved_model.load(str(tmp_path / "sm")))
+    assert len(restored) == len(model.weights) and sum(not v.trainable for v in restored.values()) == len(frozen)
+    train_step_contract(model, layer, x)
+    model.save(tmp_path / "m.keras")
+    again = stable_paths(keras.saving.load_model(tmp_path / "m.keras", safe_mode=True))
+    assert below(v.path for v in again.weights if not v.trainable) == frozen
+
+
+def test_multi_head_attention_freezes_one_projection_in_every_backend_flag(tmp_path):
+    import tensorflow as tf
+
+    inp = keras.Input((4, 6))
+    mha = ml.MIXED_FOR_STOCK["MultiHeadAttention"](num_heads=2, key_dim=3, frozen=["query/kernel", "value/bias"],
+                                                   name="mha")
+    model = keras.Model(inp, mha(inp, inp))
+    frozen = sorted(v.path.split("mha/")[-1] for v in model.weights if not v.trainable)
+    assert frozen == ["query/kernel", "value/bias"]
+    assert all(v.value.trainable == v.trainable for v in model.weights)   # the tf.Variable agrees
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert sorted(v.path.split("mha/")[-1] for v in again.weights if not v.trainable) == frozen
+    tf.saved_model.save(model, str(tmp_path / "sm"))
+    from mwconv.formats.saved_model import restored_variables
+    restored = restored_variables(tf.saved_model.load(str(tmp_path / "sm")))
+    assert sorted(p.split("mha/")[-1] for p, v in restored.items() if not v.trainable) == frozen
+
+
+def test_a_frozen_name_the_layer_lacks_is_refused_listing_the_real_ones():
+    inp = keras.Input((3, 2))
+    with pytest.raises(ValueError, match=r"unknown: \['cell/kernel'\].*lstm_cell/kernel"):
+        ml.MIXED_FOR_STOCK["LSTM"](4, frozen=["cell/kernel"])(inp)

@@ -14,11 +14,11 @@ PACKAGE = os.path.join(ROOT, "mwconv")
 
 # Each unit (a subpackage or a top-level module of mwconv) may import only units of a
 # lower rank, at module level or inside functions: cli -> pipeline -> convert ->
-# verification -> formats -> modelio -> layers -> errors. A new unit must be placed here.
+# verification -> formats -> modelio/legacy -> layers -> errors. A new unit must be placed here.
 RANK = {
     "errors": 0, "_quiet": 0, "progress": 0, "runtime": 0,
     "layers": 1, "outputs": 1, "manifest": 1,
-    "modelio": 2,
+    "modelio": 2, "legacy": 2,
     "formats": 3,
     "options": 4, "fixtures": 4, "inspect": 4, "loading": 4, "workspace": 4, "testing": 4,
     "verification": 5,
