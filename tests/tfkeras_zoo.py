@@ -118,6 +118,7 @@ NAMES = list(APPLICATIONS) + list(CUSTOM)
 
 
 def build(name):
+    _tfk().utils.set_random_seed(0)       # the same weights every run
     return application(name) if name in APPLICATIONS else CUSTOM[name]()
 
 
