@@ -61,7 +61,7 @@ class HDF5Source(Source):
             raise InputRejected(f"corrupt or truncated HDF5 file ({e})", path=path) from e
         try:
             self._check_links()
-            self._datasets, self._aliases, self._model = {}, {}, None
+            self._datasets, self._aliases = {}, {}
             self._open()
         except H5_ERRORS as e:      # a damaged B-tree, heap or header: h5py raises many kinds
             self._file.close()

@@ -134,6 +134,9 @@ def check_same_paths(original_paths, model):
 
 def convert_to_mixed(model, frozen_paths):
     """A new model like ``model`` with every weight in ``frozen_paths`` frozen, values copied."""
+    frozen_ids = {id(v) for v in model.weights if v.path in frozen_paths}
+    stable_paths(model)          # the plan reads each weight's path below its layer
+    frozen_paths = {v.path for v in model.weights if id(v) in frozen_ids}
     config, _ = mixed_config(model, frozen_paths)
     result = model_from_config(config)
     original = {v.path: v for v in model.weights}
