@@ -19,8 +19,9 @@ from mwconv.outputs import atomic_output
 MANIFEST_MEMBER = "mwconv_manifest.json"
 
 
-def check_keras_zip(path):
-    """Refuse corrupt archives and members whose declared size is a zip bomb."""
+def check_keras_zip(path, crc_skip=()):
+    """Refuse corrupt archives and members whose declared size is a zip bomb. Every member's
+    CRC is checked except those in ``crc_skip`` (checked by the caller while it reads them)."""
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -28,9 +29,15 @@ def check_keras_zip(path):
                 if info.file_size > BOMB_FLOOR and info.file_size > BOMB_RATIO * max(info.compress_size, 1):
                     raise InputRejected(f"declares {info.file_size} bytes from {info.compress_size} compressed: "
                                         "refused as a zip bomb", path=path, tensor=info.filename)
-            bad = zf.testzip()
-            if bad is not None:
-                raise InputRejected("archive member fails its CRC check (corrupt)", path=path, tensor=bad)
+            for info in infos:
+                if info.filename not in crc_skip:
+                    try:
+                        with zf.open(info) as member:
+                            while member.read(1 << 24):
+                                pass
+                    except zipfile.BadZipFile as e:
+                        raise InputRejected("archive member fails its CRC check (corrupt)", path=path,
+                                            tensor=info.filename) from e
             names = {i.filename for i in infos}
             config = json.loads(zf.read("config.json")) if "config.json" in names else None
             manifest = json.loads(zf.read(MANIFEST_MEMBER)) if MANIFEST_MEMBER in names else None
@@ -41,29 +48,90 @@ def check_keras_zip(path):
 
 def read_keras(path):
     """``(model, embedded manifest or None)``: the archive checked once, the model loaded once."""
-    _, manifest = check_keras_zip(path)
-    return load_keras_model(path, checked=True), manifest
+    model, _, manifest = load_keras(path)
+    return model, manifest
 
 
-def load_keras_model(path, compile=False, checked=False):
-    """Load a ``.keras`` file in safe mode (the archive checked first unless ``checked``);
-    expected failures become InputRejected."""
-    if not checked:
-        check_keras_zip(path)
+def load_keras_model(path, compile=False):
+    """Load a ``.keras`` file in safe mode, the archive checked first; expected failures
+    become InputRejected."""
+    return load_keras(path, compile)[0]
+
+
+def load_keras(path, compile=False):
+    """``(model, config, manifest or None)``. Without ``compile``, an archive whose weights are
+    stored uncompressed is read in place (``keras_zip``), its CRC checked alongside."""
     from mwconv._quiet import import_quietly
     keras = import_quietly("keras")
+    stored = None if compile else _in_place(path)
+    from mwconv.formats.keras_zip import WEIGHTS_MEMBER, CrcCheck
+    config, manifest = check_keras_zip(path, (WEIGHTS_MEMBER,) if stored else ())
+    crc = CrcCheck(path, *stored) if stored else None
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
+    from mwconv.layers.conversion import stable_paths
 
     try:
-        from mwconv.layers.conversion import stable_paths
-        return stable_paths(keras.saving.load_model(path, safe_mode=True, compile=compile))
-    except ValueError as e:
+        model = _load_in_place(keras, path, config, stored) if stored else \
+            keras.saving.load_model(path, safe_mode=True, compile=compile)
+    except (ValueError, TypeError, KeyError, OSError, AttributeError) as e:
+        _check_crc(crc, path, e)
+        raise _rebuild_error(e, path) from e
+    _check_crc(crc, path)
+    return stable_paths(model), config, manifest
+
+
+def _check_crc(crc, path, cause=None):
+    """A corrupt weights member explains any failure to rebuild: it is reported first."""
+    from mwconv.formats.keras_zip import WEIGHTS_MEMBER
+    problem = crc.result() if crc is not None else None
+    if problem:
+        raise InputRejected(f"archive member {problem}", path=path, tensor=WEIGHTS_MEMBER) from cause
+
+
+def _rebuild_error(e, path):
+    if isinstance(e, ValueError):
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "safe_mode" in str(e) or "unsafe" in str(e).lower():
-            raise InputRejected(f"needs unsafe deserialization, which is refused ({msg})", path=path) from e
-        raise InputRejected(f"cannot rebuild the model ({msg})", path=path) from e
-    except (TypeError, KeyError, OSError, AttributeError) as e:
-        raise InputRejected(f"cannot rebuild the model ({type(e).__name__}: {e})", path=path) from e
+            return InputRejected(f"needs unsafe deserialization, which is refused ({msg})", path=path)
+        return InputRejected(f"cannot rebuild the model ({msg})", path=path)
+    return InputRejected(f"cannot rebuild the model ({type(e).__name__}: {e})", path=path)
+
+
+def _in_place(path):
+    """The weights member's ``(offset, info)`` when the model can be loaded in place: weights
+    stored uncompressed, no assets (Keras's loader reads those) and a Keras whose
+    ``load_weights`` takes a file object (3.12 and later), else None."""
+    import keras
+
+    from mwconv.formats.keras_zip import stored_member
+    if tuple(int(p) for p in keras.version().split(".")[:2]) < (3, 12):
+        return None
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if any(n.startswith("assets/") for n in zf.namelist()) or "config.json" not in zf.namelist():
+                return None
+        return stored_member(path)
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return None      # check_keras_zip names the problem
+
+
+def _load_in_place(keras, path, config, stored):
+    """Build the model from its config and read its weights from the member where it lies."""
+    from keras.src.saving.serialization_lib import ObjectSharingScope
+
+    from mwconv.formats.keras_zip import StoredMember, zeros_until_loaded
+    if config is None:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+    config = dict(config, compile_config=None)
+    with ObjectSharingScope(), zeros_until_loaded(keras):
+        model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    member = StoredMember(path, stored[0], stored[1].file_size)
+    try:
+        model.load_weights(member)        # Keras's own matching of layers to stored weights
+    finally:
+        member.close()
+    return model
 
 
 class KerasSource(Source):
@@ -73,8 +141,11 @@ class KerasSource(Source):
 
     def __init__(self, path, model=None):
         super().__init__(path)
-        config, self._manifest = check_keras_zip(self.path)
-        self.model = model if model is not None else load_keras_model(self.path, checked=True)
+        if model is None:
+            model, config, self._manifest = load_keras(self.path)
+        else:
+            config, self._manifest = check_keras_zip(self.path)
+        self.model = model
         trainable_ids = {id(v) for v in self.model.trainable_weights}
         self._vars = {}
         self._trainable = {}
