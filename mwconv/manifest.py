@@ -12,7 +12,28 @@ SCHEMA_VERSION = 1
 
 
 def sha256_array(arr):
-    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+    """sha256 of the array's bytes in C order, hashed where they lie (no copy when contiguous)."""
+    flat = np.ascontiguousarray(arr).reshape(-1)
+    return hashlib.sha256(flat.view(np.uint8) if flat.dtype.itemsize else b"").hexdigest()
+
+
+def weight_array(variable):
+    """The variable's value as a read-only NumPy array, without a copy where the backend
+    allows: a CPU TensorFlow variable's value is viewed where it lies (TensorFlow copies
+    on a later write to the variable, so the view keeps the value it was read with).
+    A copy costs more than its memcpy: every fresh page of it is a page fault."""
+    value = variable.value
+    if hasattr(value, "read_value"):               # tf.Variable: a tensor sharing its buffer
+        value = value.read_value()
+    try:
+        out = np.asarray(value)
+    except (TypeError, RuntimeError, ValueError):  # torch (requires grad, or on a GPU), others
+        import keras
+        out = np.asarray(keras.ops.convert_to_numpy(value))
+    if out.flags.writeable and out.base is not None:
+        out = out.view()
+        out.flags.writeable = False
+    return out
 
 
 def sha256_file(path, block=1 << 24):
@@ -34,18 +55,23 @@ def versions():
     return out
 
 
-def build_manifest(model, provenance=None):
-    """``provenance``: {weight path: {"source_file", "source_sha256", "tensor", "transform"}}."""
-    import keras
-
+def build_manifest(model, provenance=None, hashed=None):
+    """``provenance``: {weight path: {"source_file", "source_sha256", "tensor", "transform"}}.
+    ``hashed``: {weight path: {"shape", "dtype", "sha256"}} already computed from this model
+    (verify's reference summary), which spares hashing those weights again."""
     from concurrent.futures import ThreadPoolExecutor
 
     trainable = {id(v) for v in model.trainable_weights}
+    hashed = hashed or {}
 
     def entry(v):
-        value = np.asarray(keras.ops.convert_to_numpy(v.value))
-        return {"path": v.path, "shape": list(value.shape), "dtype": value.dtype.name,
-                "trainable": id(v) in trainable, "sha256": sha256_array(value),
+        known = hashed.get(v.path)
+        if known is not None:
+            shape, dtype, digest = list(known["shape"]), known["dtype"], known["sha256"]
+        else:
+            value = weight_array(v)
+            shape, dtype, digest = list(value.shape), value.dtype.name, sha256_array(value)
+        return {"path": v.path, "shape": shape, "dtype": dtype, "trainable": id(v) in trainable, "sha256": digest,
                 "provenance": (provenance or {}).get(v.path)}
 
     from mwconv import progress

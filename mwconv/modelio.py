@@ -9,6 +9,8 @@ their effective trainable flags, and variables Keras does not track.
 
 import numpy as np
 
+from mwconv.manifest import weight_array  # noqa: F401  (read a weight without a copy)
+
 
 def keras_api():
     """The ``keras`` module, imported quietly, with mwconv's layers registered."""
@@ -61,10 +63,9 @@ def trainable_ids(model):
 
 def iter_weights(model):
     """``(path, value, trainable)`` per weight, one value in memory at a time."""
-    keras = keras_api()
     trainable = trainable_ids(model)
     for v in model.weights:
-        yield v.path, np.asarray(keras.ops.convert_to_numpy(v.value)), id(v) in trainable
+        yield v.path, weight_array(v), id(v) in trainable
 
 
 def release_memory():

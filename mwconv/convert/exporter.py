@@ -46,9 +46,9 @@ def _load(model):
     return read_keras(os.fspath(model))
 
 
-def _manifest(model, previous):
+def _manifest(model, previous, hashed=None):
     provenance = {w["path"]: w.get("provenance") for w in (previous or {}).get("weights", [])}
-    return build_manifest(model, provenance)
+    return build_manifest(model, provenance, hashed)
 
 
 def _tree_size(path):
@@ -79,7 +79,11 @@ def export(model, fmt=None, out=None, *, options=None, **fields):
     formats.check_replaceable(out, opts.format, [] if hasattr(model, "weights") else [model])
     opts.note(f"loading {model if not hasattr(model, 'weights') else 'the model'}")
     keras_model, previous = _load(model)
-    manifest = _manifest(keras_model, previous)
+    entries = None
+    if opts.verify:        # verify's summary of the model hashes each weight once; the manifest reuses it
+        from mwconv.verification.partition import entries_from_model
+        entries = entries_from_model(keras_model)
+    manifest = _manifest(keras_model, previous, entries)
     weight_bytes = sum(int(np.prod(w["shape"], dtype=np.int64)) * np.dtype(w["dtype"]).itemsize
                        for w in manifest["weights"])
     opts.note(f"writing {opts.format} to {out}")
@@ -91,7 +95,7 @@ def export(model, fmt=None, out=None, *, options=None, **fields):
         from mwconv.verification.reference import Reference
         loaded = not hasattr(model, "weights")          # we loaded it from a path: verify may release it
         reference = Reference(keras_model, os.fspath(model) if loaded else f"in-memory model '{keras_model.name}'",
-                              path=os.fspath(model) if loaded else None)
+                              path=os.fspath(model) if loaded else None, entries=entries)
         keras_model = None          # the reference holds the model until it has summarised it
         result.report = run_verify(out, reference, checks=["partition", "outputs"], format_name=opts.format)
     return result

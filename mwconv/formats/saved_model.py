@@ -109,19 +109,22 @@ class SavedModelSource(Source):
         return self._manifest
 
 
-def restored_variables(loaded):
+def restored_variables(loaded, unique=False):
     """Every ``tf.Variable`` reachable from an object returned by
-    ``tf.saved_model.load``, as ``{name: variable}`` (first one per name)."""
+    ``tf.saved_model.load``, as ``{name: variable}`` (first one per name; with ``unique``,
+    names that two different variables share are left out)."""
     import tensorflow as tf
 
-    found, seen, stack = {}, set(), [loaded]
+    found, shared, seen, stack = {}, set(), set(), [loaded]
     while stack:
         obj = stack.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
         if isinstance(obj, tf.Variable):
-            found.setdefault(obj.name.split(":")[0], obj)
+            name = obj.name.split(":")[0]
+            if found.setdefault(name, obj) is not obj:
+                shared.add(name)
             continue
         children = getattr(obj, "_trackable_children", None)
         if children is None:
@@ -130,7 +133,7 @@ def restored_variables(loaded):
             stack.extend(children().values())
         except (TypeError, ValueError):
             continue
-    return found
+    return {k: v for k, v in found.items() if k not in shared} if unique else found
 
 
 # -- writing ----------------------------------------------------------------------
@@ -179,10 +182,19 @@ class SavedModelArtifact(Artifact):
         self.fn = self.loaded.signatures["serving_default"]
 
     def weights(self):
+        """Each weight as the loaded SavedModel holds it (restored from the checkpoint, whose
+        checksums TensorFlow checked), viewed without a copy; read from the checkpoint where
+        a name is not one variable's alone."""
         flags = self.source.partition()
+        restored = restored_variables(self.loaded, unique=True)
+
+        def value(name):
+            var = restored.get(name)
+            if var is not None and tuple(var.shape) == self.source.info(name).shape:
+                return np.asarray(var.read_value())
+            return np.asarray(self.source.get_tensor(name))
         # a Dropout's random-number state is stored so the model runs, but it is no weight
-        return ((n, np.asarray(self.source.get_tensor(n)), flags[n]) for n in self.source.keys()
-                if n.rsplit("/", 1)[-1] != "seed_generator_state")
+        return ((n, value(n), flags[n]) for n in self.source.keys() if n.rsplit("/", 1)[-1] != "seed_generator_state")
 
     def weight(self, path):
         return np.asarray(self.source.get_tensor(path))

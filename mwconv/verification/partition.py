@@ -40,11 +40,10 @@ def _hashed(items):
 def entries_from_model(model):
     """``{path: entry}`` of a Keras model, hashed one weight at a time (values are read again
     only to describe a mismatch)."""
-    keras = modelio.keras_api()
     variables = {v.path: v for v in model.weights}
 
     def load(path):
-        return lambda: np.asarray(keras.ops.convert_to_numpy(variables[path].value))
+        return lambda: modelio.weight_array(variables[path])
 
     return _hashed((p, v, t, load(p)) for p, v, t in modelio.iter_weights(model))
 

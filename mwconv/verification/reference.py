@@ -11,9 +11,10 @@ from mwconv.verification.partition import entries_from_model, untracked_problems
 
 class Reference:
     """``model``: the Keras model; ``path``: the file it came from (None for an in-memory model,
-    which is never released); ``label``: how reports name it."""
+    which is never released); ``label``: how reports name it; ``entries``: the weights' summary
+    when the caller has made it already (``entries_from_model``)."""
 
-    def __init__(self, model, label, path=None):
+    def __init__(self, model, label, path=None, entries=None):
         self.model, self.label, self.path = model, label, path
         self.name = model.name
         self.specs = modelio.input_specs(model)
@@ -22,12 +23,12 @@ class Reference:
         self.untracked_items = list(modelio.untracked_variables(model))
         self.untracked = untracked_problems(self.untracked_items, None)
         self._serialized = None
-        self.entries = None
+        self.entries = entries
         self.outputs = None
 
     def summarize(self, probe, want_entries=True, want_outputs=True, want_architecture=False):
         """Hash the weights and run the probe (what the checks need from the model)."""
-        if want_entries:
+        if want_entries and self.entries is None:
             self.entries = entries_from_model(self.model)
         if want_outputs:
             self.outputs = modelio.call_model(self.model, probe)
