@@ -48,13 +48,19 @@ def stateless_function(model):
     variables = trainable + others
     weight_names = [f"mwconv_w_{i}" for i in range(len(variables))]
     signature = [tf.TensorSpec(tuple(shape), dtype, name=name) for name, shape, dtype in specs]
-    signature += [tf.TensorSpec(v.shape, v.dtype, name=n) for v, n in zip(variables, weight_names)]
+    # each weight enters with its dimensions unknown and gets them back from EnsureShape (which
+    # tf2onnx turns into an Identity): TensorFlow's graph optimizer, which tf2onnx runs twice,
+    # allocates and fills a stand-in tensor for every input of known shape, a second copy of all
+    # the weights; for unknown dimensions it makes them 1
+    signature += [tf.TensorSpec([None] * len(v.shape), v.dtype, name=n) for v, n in zip(variables, weight_names)]
+    shapes = [tuple(v.shape) for v in variables]
     outputs = modelio.output_names(model)
     count, n_trainable = len(names), len(trainable)
 
     @tf.function(input_signature=signature)
     def serve(*args):
-        inputs, weights = args[:count], list(args[count:])
+        inputs = args[:count]
+        weights = [tf.ensure_shape(w, shape) for w, shape in zip(args[count:], shapes)]
         result, _ = model.stateless_call(weights[:n_trainable], weights[n_trainable:],
                                          modelio.pack_inputs(model, dict(zip(names, inputs))), training=False)
         return dict(zip(outputs, keras.tree.flatten(result)))
