@@ -16,6 +16,7 @@ from mwconv.formats.tf_functions import stateless_function
 from mwconv.outputs import atomic_output, check_target
 
 MANIFEST_KEY = "mwconv_manifest"
+LEAN_MIN_BYTES = 1 << 20    # embedded initializers from this size are left in the file (onnx_wire)
 
 
 def _external_range(entries, nbytes, path, name):
@@ -45,10 +46,16 @@ class OnnxSource(Source):
         import onnx
         from google.protobuf.message import DecodeError
 
-        try:
-            self.model = onnx.load(self.path, load_external_data=False)
-        except (DecodeError, ValueError, OSError, RuntimeError) as e:
-            raise InputRejected(f"corrupt or truncated ONNX file ({type(e).__name__}: {e})", path=path) from e
+        from mwconv.formats.onnx_wire import lean_load
+
+        try:      # large embedded tensors stay in the file, read one at a time
+            self.model, self._raw = lean_load(self.path, LEAN_MIN_BYTES)
+        except (DecodeError, ValueError, OSError, RuntimeError):
+            self._raw = {}
+            try:  # onnx's own parser names what is wrong
+                self.model = onnx.load(self.path, load_external_data=False)
+            except (DecodeError, ValueError, OSError, RuntimeError) as e:
+                raise InputRejected(f"corrupt or truncated ONNX file ({type(e).__name__}: {e})", path=path) from e
         if not self.model.HasField("graph"):
             raise InputRejected("ONNX file has no graph (corrupt or not an ONNX model)", path=path)
         self._tensors = {}
@@ -104,9 +111,10 @@ class OnnxSource(Source):
                                     f"at offset {offset} (truncated)", path=self.path, tensor=name)
             self._external[name] = (real, offset)
         else:
-            present = len(t.raw_data) if t.raw_data else self._typed_count(t) * np.dtype(dtype).itemsize
+            raw = self._raw[name][1] if name in self._raw else len(t.raw_data)
+            present = raw or self._typed_count(t) * np.dtype(dtype).itemsize
             self._check_backed(name, present)
-            if t.raw_data and present > info.nbytes:
+            if raw and present > info.nbytes:
                 raise InputRejected(f"its raw_data holds {present} bytes but its dims {tuple(t.dims)} need "
                                     f"{info.nbytes} (corrupt)", path=self.path, tensor=name)
             if present < info.nbytes:
@@ -132,8 +140,8 @@ class OnnxSource(Source):
         info = self._infos[name]
         if name in self._derived:
             return self._derived[name]
-        if name in self._external:
-            real, offset = self._external[name]
+        if name in self._external or name in self._raw:
+            real, offset = self._external[name] if name in self._external else (self.path, self._raw[name][0])
             count = int(np.prod(info.shape, dtype=np.int64))
             with open(real, "rb") as f:
                 f.seek(offset)
