@@ -147,3 +147,34 @@ def test_onnx_export_keeps_weight_shapes(saved, tmp_path):
          "ids": np.arange(14, dtype=np.int32).reshape(2, 7)}
     got = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, x)[0]
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("loader", ["in place", "keras"])
+def test_frozen_adapted_normalization_computes_with_its_loaded_statistics(tmp_path, loader):
+    """Keras's Normalization derives the mean and variance it computes with from its variables;
+    frozen (mwconv's mixed counterpart) and reloaded, it derives them from the loaded values,
+    not from the zeros or initial values the variables were created with."""
+    import keras
+
+    import mwconv
+    from mwconv.formats.keras_file import _in_place
+    from mwconv.layers.conversion import convert_to_mixed
+
+    inp = keras.Input((4,), name="x")
+    norm = keras.layers.Normalization(name="norm")
+    norm.adapt(np.random.default_rng(0).normal(3.0, 2.0, size=(64, 4)).astype("float32"))
+    model = keras.Model(inp, keras.layers.Dense(2, name="d")(norm(inp)))
+    x = np.linspace(-1, 5, 8, dtype=np.float32).reshape(2, 4)
+    want = model.predict(x, verbose=0)
+    mixed = convert_to_mixed(model, {v.path for v in model.weights})
+    assert type(mixed.get_layer("norm")).__module__ == "mwconv.layers.mixed"
+    path = tmp_path / "norm.keras"
+    mixed.save(path)
+    if loader == "keras":     # recompressed: read through Keras's own loader
+        packed = tmp_path / "packed.keras"
+        with zipfile.ZipFile(path) as src, zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info.filename))
+        path = packed
+    assert (_in_place(str(path)) is not None) == (loader == "in place")
+    np.testing.assert_allclose(mwconv.load_model(path).predict(x, verbose=0), want, rtol=1e-6, atol=1e-6)

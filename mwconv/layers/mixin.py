@@ -23,6 +23,7 @@ training may change:
 """
 
 import numpy as np
+import keras
 from keras import ops
 
 _EXTRA = "extra"
@@ -161,6 +162,10 @@ class MixedWeightsMixin:
                 f"({[v.name for v in variables]}) but the file holds {len(store.keys())}.")
         for i, v in enumerate(variables):
             v.assign(store[str(i)])
+        if isinstance(self, keras.layers.Normalization):
+            # Keras's Normalization derives the mean and variance it computes with from its
+            # variables when built; its own load_own_variables, replaced here, derives them again
+            self.finalize_state()
 
     def get_config(self):
         return {**super().get_config(), "frozen": list(self.frozen)}
