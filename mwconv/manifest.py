@@ -76,14 +76,19 @@ def build_manifest(model, provenance=None, hashed=None):
 
     from mwconv import progress
 
-    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    todo = [v for v in model.weights if v.path not in hashed]
+    if not todo:                  # every hash known: no pass over the weights, no bar
+        return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name,
+                "weights": [entry(v) for v in model.weights]}
+    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in todo)
     # hashlib releases the GIL: large models hash on every core
-    with progress.tensor_bar(f"hashing {len(model.weights)} weights", total) as bar, \
+    with progress.tensor_bar(f"hashing {len(todo)} weights", total) as bar, \
             ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         weights = []
         for item in pool.map(entry, model.weights):
             weights.append(item)
-            bar.update(int(np.prod(item["shape"], dtype=np.int64)) * np.dtype(item["dtype"]).itemsize)
+            if item["path"] not in hashed:
+                bar.update(int(np.prod(item["shape"], dtype=np.int64)) * np.dtype(item["dtype"]).itemsize)
     return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name, "weights": weights}
 
 

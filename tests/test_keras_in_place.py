@@ -108,6 +108,28 @@ def test_compressed_or_asset_archives_use_keras_loader(saved, tmp_path):
         np.testing.assert_array_equal(a[path], b[path])
 
 
+def test_corrupt_compressed_member_is_refused_in_one_line(saved, tmp_path):
+    """A recompressed archive with a byte flipped inside the weights' deflate stream: refused,
+    naming the member, whether zlib or the CRC notices first."""
+    packed = tmp_path / "packed.keras"
+    with zipfile.ZipFile(saved) as src, zipfile.ZipFile(packed, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info.filename))
+    with zipfile.ZipFile(packed) as zf:
+        info = zf.getinfo("model.weights.h5")
+    data = bytearray(packed.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data[start + info.compress_size // 2] ^= 0xFF
+    packed.write_bytes(bytes(data))
+    before = listing(tmp_path)
+    code, _, err = run_cli("inspect", packed)
+    assert code == 3 and "Traceback" not in err
+    line = err.strip()
+    assert "\n" not in line and line.startswith(f"mwconv: error: {packed}: tensor 'model.weights.h5': archive member ")
+    assert "corrupt" in line
+    assert listing(tmp_path) == before
+
+
 def test_export_manifest_hashes_match_the_bytes(saved, tmp_path):
     """The manifest's sha256 (computed once, shared with verify) is the sha256 of each weight's bytes."""
     import keras

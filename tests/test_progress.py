@@ -82,3 +82,5 @@ def test_import_and_export_show_bars(samples, tmp_path):
     code, _, err = _run(["export", "--format", "safetensors"], tmp_path, terminal=True, threshold=0)
     assert code == 0, err
     assert "mwconv: writing safetensors:" in err and "%|" in err
+    # one pass over the weights, shared by the manifest and the export's check: one hashing bar
+    assert err.count("mwconv: hashing") == 1, err

@@ -5,6 +5,7 @@ weights are listed by their Keras path with their trainable flag."""
 import json
 import os
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -37,6 +38,9 @@ def check_keras_zip(path, crc_skip=()):
                                 pass
                     except zipfile.BadZipFile as e:
                         raise InputRejected("archive member fails its CRC check (corrupt)", path=path,
+                                            tensor=info.filename) from e
+                    except zlib.error as e:
+                        raise InputRejected(f"archive member cannot be decompressed (corrupt: {e})", path=path,
                                             tensor=info.filename) from e
             names = {i.filename for i in infos}
             config = json.loads(zf.read("config.json")) if "config.json" in names else None

@@ -18,10 +18,15 @@ def _entry(value, trainable, load):
             "sha256": sha256_array(value), "finite": finite, "load": load}
 
 
-def _hashed(items):
+def _hashed(items, bar=None):
     """Entries from ``(path, value, trainable, load)`` items, hashing on a few threads while at most
-    a few values are in memory (hashlib releases the GIL)."""
+    a few values are in memory (hashlib releases the GIL); ``bar.update(nbytes)`` as each is done."""
     from concurrent.futures import ThreadPoolExecutor
+
+    def done(path, future):
+        out[path] = future.result()
+        if bar is not None:
+            bar.update(int(np.prod(out[path]["shape"], dtype=np.int64)) * np.dtype(out[path]["dtype"]).itemsize)
 
     out, pending = {}, []
     workers = min(4, os.cpu_count() or 1)
@@ -30,10 +35,9 @@ def _hashed(items):
             pending.append((path, pool.submit(_entry, value, trainable, load)))
             del value
             if len(pending) >= workers:
-                path, future = pending.pop(0)
-                out[path] = future.result()
+                done(*pending.pop(0))
         for path, future in pending:
-            out[path] = future.result()
+            done(path, future)
     return out
 
 
@@ -45,7 +49,10 @@ def entries_from_model(model):
     def load(path):
         return lambda: modelio.weight_array(variables[path])
 
-    return _hashed((p, v, t, load(p)) for p, v, t in modelio.iter_weights(model))
+    from mwconv import progress
+    total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in model.weights)
+    with progress.tensor_bar(f"hashing {len(model.weights)} weights", total) as bar:
+        return _hashed(((p, v, t, load(p)) for p, v, t in modelio.iter_weights(model)), bar)
 
 
 def entries_from_manifest(manifest):
