@@ -18,6 +18,7 @@ _LAZY = {
     "verify": "mwconv.verification",
     "run_pipeline": "mwconv.pipeline",
     "load_pipeline": "mwconv.pipeline",
+    "set_trainable": "mwconv.training",
 }
 
 __all__ = ["__version__", *_LAZY]

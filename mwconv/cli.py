@@ -41,8 +41,7 @@ class _Group(click.Group):
 
 
 def _opts(ctx):
-    obj = ctx.find_root().obj or {}
-    return obj
+    return ctx.find_root().obj or {}
 
 
 def _fail(ctx, err, code):
@@ -62,8 +61,7 @@ def _fail(ctx, err, code):
 def _common(fn):
     """--json and -v on every command (also accepted before the command)."""
     fn = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")(fn)
-    fn = click.option("-v", "--verbose", is_flag=True, help="More detail; framework logs and tracebacks.")(fn)
-    return fn
+    return click.option("-v", "--verbose", is_flag=True, help="More detail; framework logs and tracebacks.")(fn)
 
 
 def _setup(ctx, as_json, verbose):
@@ -172,6 +170,8 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
               help="Tensor layout of the source: torch/onnx transpose Linear and Conv weights.")
 @click.option("--freeze", multiple=True, metavar="GLOB", help="Also freeze target weights (not imported) matching GLOB.")
 @click.option("--train", multiple=True, metavar="GLOB", help="Keep imported weights matching GLOB trainable.")
+@click.option("--update-statistics", multiple=True, metavar="GLOB", help="Frozen BatchNormalization layers whose "
+              "statistics still update in fit (default: none; a frozen one runs in inference mode).")
 @click.option("--allow-missing", is_flag=True, help="Target weights without a source keep their initial values.")
 @click.option("--allow-unused", is_flag=True, help="Source tensors may go unused.")
 @click.option("--allow-nonfinite", is_flag=True, help="Import NaN/Inf values instead of refusing them.")
@@ -180,8 +180,8 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @_common
 @click.pass_context
-def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow_missing, allow_unused,
-            allow_nonfinite, channels_last, force, as_json, verbose):
+def import_(ctx, source, output, model_spec, rules, layout, freeze, train, update_statistics, allow_missing,
+            allow_unused, allow_nonfinite, channels_last, force, as_json, verbose):
     """Build the target model, inject the tensors of SOURCE as frozen weights
     of mixed layers (matched by name, never by position), write OUTPUT (.keras,
     with an embedded manifest) and print the mapping report.
@@ -202,6 +202,7 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
       mwconv import model.onnx -o model.keras      # rebuilt from the ONNX graph
       mwconv import state_dict.npz --model net.py:build --layout torch --map rules.txt -o model.keras
       mwconv import weights.h5 --model net.keras --train 'head/*' --allow-missing -o model.keras
+      mwconv import mobilenet.keras --train 'predictions/*' --update-statistics 'block_16_*' -o model.keras
     """
     opts = _setup(ctx, as_json, verbose)
     from mwconv import workspace
@@ -211,7 +212,7 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, allow
         output = workspace.default_import_output(source)
         _say(opts, f"no -o given: writing {os.path.relpath(output)}")
     options = ImportOptions(model=model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
-                            allow_missing=allow_missing, allow_unused=allow_unused, allow_nonfinite=allow_nonfinite,
+                            update_statistics=update_statistics, allow_missing=allow_missing, allow_unused=allow_unused, allow_nonfinite=allow_nonfinite,
                             channels_last=channels_last, output=output, force=force)
     _, report = import_weights(source, options=options)
     workspace.record_import(output, source)
@@ -298,23 +299,25 @@ def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, ver
 @click.option("--seed", default=0, show_default=True, help="Seed of random probe inputs.")
 @click.option("--atol", type=float, help="Absolute tolerance of output comparisons (default by dtype and kind).")
 @click.option("--rtol", type=float, help="Relative tolerance of output comparisons (default by dtype and kind).")
-@click.option("--checks", help="Comma-separated subset: partition,outputs,train-step,devices,source.")
+@click.option("--checks", help="Comma-separated subset: partition,outputs,train-step,devices,source,drift.")
 @click.option("--require", multiple=True, help="A check whose skip is a failure (e.g. gpu). Repeatable.")
 @click.option("--devices", help="Comma-separated devices for the device check (default: all visible).")
 @click.option("--source", type=click.Path(), help="The original source for the source check "
               "(default: the one recorded in the manifest).")
+@click.option("--baseline", type=click.Path(), help="Drift check: the imported .keras a fine-tuned ARTIFACT came from.")
+@click.option("--allow-unfrozen", multiple=True, metavar="GLOB", help="Drift: weights a later stage unfroze.")
 @click.option("--report", "report_file", type=click.Path(), help="Also write the JSON report to this file.")
 @_common
 @click.pass_context
 def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, require, devices, source,
-           report_file, as_json, verbose):
+           baseline, allow_unfrozen, report_file, as_json, verbose):
     """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5,
     .safetensors or .onnx) kept the frozen/trainable partition, the exact weight values and
     the outputs, that frozen weights stay frozen in a training step, and that
     every device agrees. Exits 1 if any check fails.
 
     \b
-    Checks: partition, outputs, train-step, devices, source
+    Checks: partition, outputs, train-step, devices, source, drift
     Statuses: pass (✓), fail (✗), skipped (–, with a reason)
 
     \b
@@ -322,13 +325,15 @@ def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, 
       mwconv verify serving/ --reference model.keras
       mwconv verify model.onnx --reference model.keras --inputs probe.npz --json
       mwconv verify model.keras --require gpu --report verify.json
+      mwconv verify finetuned.keras --baseline imported.keras --allow-unfrozen 'block_16_*'
     """
     opts = _setup(ctx, as_json, verbose)
     from mwconv.verification import verify as run_verify
 
     options = VerifyOptions(reference=reference, inputs=inputs, samples=samples, seed=seed, atol=atol, rtol=rtol,
                             checks=checks.split(",") if checks else None, require=require,
-                            devices=devices.split(",") if devices else None, source=source)
+                            devices=devices.split(",") if devices else None, source=source, baseline=baseline,
+                            allow_unfrozen=allow_unfrozen)
     report = run_verify(artifact, options=options)
     if report_file:
         from mwconv.outputs import atomic_output

@@ -55,10 +55,12 @@ def versions():
     return out
 
 
-def build_manifest(model, provenance=None, hashed=None):
+def build_manifest(model, provenance=None, hashed=None, statistics=None):
     """``provenance``: {weight path: {"source_file", "source_sha256", "tensor", "transform"}}.
     ``hashed``: {weight path: {"shape", "dtype", "sha256"}} already computed from this model
-    (verify's reference summary), which spares hashing those weights again."""
+    (verify's reference summary), which spares hashing those weights again. ``statistics``:
+    {weight path: "fixed" | "opted-in" | "trains"} for moving statistics, recorded so that a
+    drift check of a format without Keras layers (ONNX) knows which may move."""
     from concurrent.futures import ThreadPoolExecutor
 
     trainable = {id(v) for v in model.trainable_weights}
@@ -71,8 +73,11 @@ def build_manifest(model, provenance=None, hashed=None):
         else:
             value = weight_array(v)
             shape, dtype, digest = list(value.shape), value.dtype.name, sha256_array(value)
-        return {"path": v.path, "shape": shape, "dtype": dtype, "trainable": id(v) in trainable, "sha256": digest,
-                "provenance": (provenance or {}).get(v.path)}
+        out = {"path": v.path, "shape": shape, "dtype": dtype, "trainable": id(v) in trainable, "sha256": digest,
+               "provenance": (provenance or {}).get(v.path)}
+        if v.path in (statistics or {}):
+            out["statistics"] = statistics[v.path]
+        return out
 
     from mwconv import progress
 

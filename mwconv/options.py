@@ -17,7 +17,7 @@ from mwconv.formats.names import EXPORT_FORMATS
 
 DEFAULT_OPSET = 17
 LAYOUTS = ("keras", "torch", "onnx", "auto")
-CHECKS = ("partition", "outputs", "train-step", "devices", "source")
+CHECKS = ("partition", "outputs", "train-step", "devices", "source", "drift")
 
 
 def _field(default=None, kind=None, pipeline=True, key=None):
@@ -39,6 +39,7 @@ class ImportOptions:
     allow_missing: bool = _field(False, bool)
     allow_unused: bool = _field(False, bool)
     allow_nonfinite: bool = _field(False, bool)
+    update_statistics: tuple = _field((), [str])   # frozen BatchNormalization layers whose statistics update
     channels_last: bool = _field(False, bool)
     output: str = _field(kind="path")
     force: bool = _field(False, bool, pipeline=False)   # a pipeline's [options] force
@@ -47,6 +48,7 @@ class ImportOptions:
         if self.layout not in LAYOUTS:
             raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}. Received: {self.layout!r}")
         self.freeze, self.train = tuple(self.freeze or ()), tuple(self.train or ())
+        self.update_statistics = tuple(self.update_statistics or ())
 
 
 @dataclasses.dataclass
@@ -85,8 +87,11 @@ class VerifyOptions:
     require: tuple = _field((), [str])
     devices: tuple = _field(kind=[str])
     source: str = _field(kind="path")
+    baseline: object = _field(kind="path")      # the imported .keras (or a Keras model) for the drift check
+    allow_unfrozen: tuple = _field((), [str])   # globs of weights a later training stage unfroze
 
     def __post_init__(self):
+        self.allow_unfrozen = tuple(self.allow_unfrozen or ())
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise UsageError(f"--samples must be a positive integer. Received: {self.samples!r}")
         for name in ("atol", "rtol"):

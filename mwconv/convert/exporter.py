@@ -47,8 +47,11 @@ def _load(model):
 
 
 def _manifest(model, previous, hashed=None):
+    from mwconv.layers.statistics import model_statistics
+
     provenance = {w["path"]: w.get("provenance") for w in (previous or {}).get("weights", [])}
-    return build_manifest(model, provenance, hashed)
+    statistics = {path: state for path, (_, state) in model_statistics(model).items()}
+    return build_manifest(model, provenance, hashed, statistics)
 
 
 def _tree_size(path):

@@ -34,9 +34,19 @@ class ImportReport:
     ignored: list          # source tensors a rule marked !ignore
     mismatched: list       # dicts: target, source, shapes, transform
     provenance: dict = dataclasses.field(default_factory=dict)  # target path -> where it came from
+    statistics: dict = dataclasses.field(default_factory=dict)  # statistics layer path -> fixed/opted-in/trains
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+    def statistics_line(self):
+        """How the BatchNormalization layers behave in ``fit``."""
+        words = {"fixed": "frozen (inference mode in fit, statistics fixed)",
+                 "opted-in": "frozen with statistics updating (--update-statistics)", "trains": "training"}
+        counts = [(state, [p for p, s in self.statistics.items() if s == state]) for state in words]
+        parts = [f"{len(paths)} {words[state]}" + (f": {shorten(paths, 5)}" if state != "fixed" else "")
+                 for state, paths in counts if paths]
+        return "BatchNormalization layers: " + "; ".join(parts)
 
     @property
     def ok(self):
@@ -53,6 +63,8 @@ class ImportReport:
         frozen = sum(1 for w in self.weights if not w["trainable"])
         lines.append(f"{len(self.weights)} weights: {len(self.provenance)} imported, {frozen} frozen, "
                      f"{len(self.weights) - frozen} trainable (layout {self.layout})")
+        if self.statistics:
+            lines.append(self.statistics_line())
         ignored = "ignored (by rules, or read at import as shapes, pads or folded ONNX values)"
         for label, items in (("missing (kept their initial values)", self.missing),
                              ("unused source tensors", self.unused), (ignored, self.ignored)):
@@ -131,7 +143,10 @@ def import_weights(source, model=None, *, options=None, **fields):
     if opts.output is not None:
         from mwconv.formats.keras_file import save_keras
         from mwconv.manifest import build_manifest
-        save_keras(result, opts.output, build_manifest(result, report.provenance), force=opts.force)
+        from mwconv.layers.statistics import model_statistics
+        statistics = {path: state for path, (_, state) in model_statistics(result).items()}
+        save_keras(result, opts.output, build_manifest(result, report.provenance, statistics=statistics),
+                   force=opts.force)
     return result, report
 
 
@@ -247,7 +262,29 @@ def _prepare(src, opts, keras):
                           unused, ignored, mismatched)
     _raise_if_strict(report, opts.allow_missing, opts.allow_unused)
     frozen = _freeze_plan(targets, imported, opts.freeze, opts.train)
-    return {"model": target_model, "owned": owned, "plan": plan, "imported": imported, "frozen": frozen}, report
+    opted = _opted_in(target_model, opts.update_statistics)
+    return {"model": target_model, "owned": owned, "plan": plan, "imported": imported, "frozen": frozen,
+            "opted": opted}, report
+
+
+def _opted_in(model, globs):
+    """Paths of the statistics layers that ``--update-statistics`` globs name (by layer path
+    or by one of its weight paths); a glob that names none is a usage error."""
+    from mwconv.errors import UsageError
+    from mwconv.layers.conversion import statistics_layers
+
+    if not globs:
+        return set()
+    layers = statistics_layers(model)
+    opted = set()
+    for glob in globs:
+        hits = {path for path, weights in layers.items()
+                if fnmatch.fnmatchcase(path, glob) or any(fnmatch.fnmatchcase(w, glob) for w in weights)}
+        if not hits:
+            raise UsageError(f"--update-statistics {glob!r} matches no layer with moving statistics (the target's are "
+                             f"{shorten(sorted(layers), 8) or 'none'})")
+        opted |= hits
+    return opted
 
 
 def _build(src, state, opts, report):
@@ -256,7 +293,8 @@ def _build(src, state, opts, report):
 
     digest = _SourceDigest(src)
     target_model, imported = state.pop("model"), state["imported"]
-    config, initializers = mixed_config(target_model, state["frozen"], overwritten=imported)
+    config, initializers = mixed_config(target_model, state["frozen"], overwritten=imported,
+                                        update_statistics=state["opted"])
     kept = {v.path: np.array(v.numpy()) for v in target_model.weights if v.path not in imported}
     paths = [v.path for v in target_model.weights]
     # drop every reference to a target model we own, so its weights are freed before the
@@ -283,6 +321,8 @@ def _import(source, opts):
     with open_source(source) as src:
         state, report = _prepare(src, opts, keras_api())
         result = _build(src, state, opts, report)
+    from mwconv.layers.statistics import model_statistics
+    report.statistics = {layer: state for layer, state in model_statistics(result).values()}
     trainable_ids = {id(v) for v in result.trainable_weights}
     by_target = {p.target: p for p in state["plan"]}
     for v in result.weights:

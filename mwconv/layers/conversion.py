@@ -15,7 +15,7 @@ def _is_model(layer):
     return isinstance(layer, keras.Model)
 
 
-def _plan(layers, frozen_paths, prefix=""):
+def _plan(layers, frozen_paths, prefix="", opted=frozenset()):
     """{layer name: (mixed class or None, changes to its config)}, or for a nested model
     {name: ("nested", its own plan)}. A layer's frozen names are its own weights' names
     and, below its sub-layers, their paths (``lstm_cell/kernel``)."""
@@ -25,7 +25,7 @@ def _plan(layers, frozen_paths, prefix=""):
     for layer in layers:
         own = f"{prefix}{layer.name}/"
         if _is_model(layer):
-            inner = _plan(layer.layers, frozen_paths, own)
+            inner = _plan(layer.layers, frozen_paths, own, opted)
             if inner:
                 plan[layer.name] = ("nested", inner)
             continue
@@ -36,6 +36,8 @@ def _plan(layers, frozen_paths, prefix=""):
             continue
         if mixed_cls is not None:
             plan[layer.name] = (mixed_cls, {"frozen": want})
+            if own[:-1] in opted:
+                plan[layer.name][1]["update_statistics"] = True
         elif set(want) == set(names):
             plan[layer.name] = (None, {"trainable": False})
         else:
@@ -68,19 +70,20 @@ def _apply(entries, plan, zero, originals):
         entry["config"].update(changes)
 
 
-def mixed_config(model, frozen_paths, overwritten=()):
+def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozenset()):
     """The model's serialized config with every weight in ``frozen_paths`` frozen: each
     layer holding one becomes its mixed counterpart with ``frozen=[names]``, inside nested
     models too; a custom layer with no counterpart is frozen whole (``trainable=False``)
     when all its weights are to be frozen. Weights of top-level layers in ``overwritten``
-    (about to be assigned) get a zeros initializer, which costs nothing to run."""
+    (about to be assigned) get a zeros initializer, which costs nothing to run. Layers whose
+    path is in ``update_statistics`` keep updating their moving statistics while frozen."""
     import keras
 
     if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional" \
             and type(model) is not keras.Model:
         raise InputRejected(f"the target model is a subclassed {type(model).__name__}; mwconv converts functional "
                             "and Sequential models (build the target with keras.Input)")
-    plan = _plan(model.layers, frozen_paths)
+    plan = _plan(model.layers, frozen_paths, opted=frozenset(update_statistics))
     config = keras.saving.serialize_keras_object(model)
     zero = {}
     for layer in model.layers:
@@ -90,6 +93,26 @@ def mixed_config(model, frozen_paths, overwritten=()):
     originals = {}
     _apply(config["config"]["layers"], plan, zero, originals)
     return config, originals
+
+
+def statistics_layers(model):
+    """``{layer path: [its weight paths]}`` of the layers that hold moving statistics
+    (BatchNormalization, or a layer with one inside), nested models opened."""
+    from mwconv.layers.statistics import STATISTICS_LAYERS
+
+    found = {}
+
+    def walk(layers, prefix):
+        for layer in layers:
+            if _is_model(layer):
+                walk(layer.layers, f"{prefix}{layer.name}/")
+                continue
+            inside = [s for s in layer._flatten_layers(include_self=True, recursive=True)]
+            if any(isinstance(s, STATISTICS_LAYERS) for s in inside):
+                found[prefix + layer.name] = [v.path for v in layer.weights]
+
+    walk(model.layers, "")
+    return found
 
 
 def restore_initializers(model, originals):

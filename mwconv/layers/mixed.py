@@ -11,6 +11,7 @@ Conv also take ``frozen_mask`` / ``adapter_rank``; Embedding takes
 import keras
 
 from mwconv.layers.mixin import KernelVariantsMixin, MixedWeightsMixin
+from mwconv.layers.statistics import runs_frozen
 
 register = keras.saving.register_keras_serializable(package="mwconv")
 
@@ -70,6 +71,19 @@ class Embedding(KernelVariantsMixin, keras.layers.Embedding):
         return config
 
 
+@register
+class BatchNormalization(MixedWeightsMixin, keras.layers.BatchNormalization):
+    """``keras.layers.BatchNormalization`` with a choice of frozen weights. With its own
+    weights all frozen it runs as Keras runs a frozen layer: in inference mode under
+    ``fit`` and ``training=True``, moving statistics unchanged. ``update_statistics=True``
+    keeps the parameters frozen and updates the statistics in training."""
+
+    def call(self, inputs, training=None, mask=None):
+        if training and runs_frozen(self):
+            training = False
+        return super().call(inputs, training=training, mask=mask)
+
+
 # Every other built-in Keras layer gets a counterpart generated from the stock class: the
 # same class name and weights-file layout, with ``frozen=[names]``. For a layer that owns
 # sub-layers (RNNs and their cells, Bidirectional, TimeDistributed, MultiHeadAttention)
@@ -92,7 +106,8 @@ def _generate(written):
     return made
 
 
-MIXED_FOR_STOCK = {"Dense": Dense, "Conv1D": Conv1D, "Conv2D": Conv2D, "Conv3D": Conv3D, "Embedding": Embedding}
+MIXED_FOR_STOCK = {"Dense": Dense, "Conv1D": Conv1D, "Conv2D": Conv2D, "Conv3D": Conv3D, "Embedding": Embedding,
+                   "BatchNormalization": BatchNormalization}
 MIXED_FOR_STOCK.update(_generate(MIXED_FOR_STOCK))
 """Stock class name -> its mixed counterpart, for every built-in Keras layer."""
 

@@ -26,6 +26,8 @@ import numpy as np
 import keras
 from keras import ops
 
+from mwconv.layers.statistics import settle_sublayers
+
 _EXTRA = "extra"
 
 
@@ -61,21 +63,33 @@ def nested_weights(layer):
     return found
 
 
-def freeze_variable(variable):
-    """Make a sub-layer's weight non-trainable as its owner builds, before anything reads the
-    flag: Keras's flag, and the backend variable's (TensorFlow's is what a SavedModel records)."""
-    variable.trainable = False
+def set_variable_trainable(variable, trainable):
+    """Set a weight's trainable flag: Keras's, and the backend variable's. TensorFlow's is
+    what a SavedModel records and what ``tf.GradientTape`` watches (a variable created
+    non-trainable gets no gradient in ``fit`` until it is set); Keras's setter leaves it.
+    Torch's ``requires_grad`` follows Keras's setter by itself. Checked on Keras 3.12 and
+    3.15 with TensorFlow 2.21."""
+    variable.trainable = bool(trainable)
     backend_variable = getattr(variable, "_value", None)
     if backend_variable is not None and hasattr(backend_variable, "_trainable"):
-        backend_variable._trainable = False
+        backend_variable._trainable = bool(trainable)
+
+
+def freeze_variable(variable):
+    """Make a sub-layer's weight non-trainable as its owner builds, before anything reads the flag."""
+    set_variable_trainable(variable, False)
 
 
 class MixedWeightsMixin:
     """Freeze stock weights by name; save in the stock layer's order."""
 
-    def __init__(self, *args, frozen=None, **kwargs):
+    def __init__(self, *args, frozen=None, update_statistics=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.frozen = _names(frozen, "frozen", self._display_name())
+        if not isinstance(update_statistics, bool):
+            raise ValueError(f"{self._display_name()} expected `update_statistics` to be True or False. "
+                             f"Received: update_statistics={update_statistics!r}")
+        self.update_statistics = update_statistics
         self._mixed_order = ()
 
     @classmethod
@@ -114,6 +128,8 @@ class MixedWeightsMixin:
             if name not in known and name in nested:
                 freeze_variable(nested[name])
         known += list(nested)
+        if nested:
+            settle_sublayers(self)
         unknown = [n for n in self.frozen if n not in known]
         if unknown:
             raise ValueError(
@@ -168,7 +184,10 @@ class MixedWeightsMixin:
             self.finalize_state()
 
     def get_config(self):
-        return {**super().get_config(), "frozen": list(self.frozen)}
+        config = {**super().get_config(), "frozen": list(self.frozen)}
+        if self.update_statistics:       # only when set: other layers' configs stay as they were
+            config["update_statistics"] = True
+        return config
 
 
 class KernelVariantsMixin(MixedWeightsMixin):
@@ -249,11 +268,17 @@ class KernelVariantsMixin(MixedWeightsMixin):
                 initializer=lambda shape, dtype=None: ops.copy(
                     ops.cast(ops.convert_to_tensor(base)[self.frozen_rows:], dtype)))
 
-    def _extra(self, suffix):
+    def _extra_variable(self, suffix):
         return getattr(self, f"{self._variant_weight}_{suffix}")
+
+    def _extra(self, suffix):
+        # as a tensor: JAX (0.10) refuses a Keras variable handed to jnp functions such as where
+        return ops.convert_to_tensor(self._extra_variable(suffix))
 
     def _effective(self, value):
         """The weight the layer computes with, from the frozen base ``value``."""
+        if self._has_variant():
+            value = ops.convert_to_tensor(value)
         if self.frozen_mask:
             return ops.where(self._extra("frozen_mask"), value, self._extra("trainable"))
         if self.adapter_rank:
@@ -273,9 +298,9 @@ class KernelVariantsMixin(MixedWeightsMixin):
         base = self._base_variable()
         base.assign(value)
         if self.frozen_mask:
-            self._extra("trainable").assign(value)
+            self._extra_variable("trainable").assign(value)
         if self.frozen_rows:
-            self._extra("trainable_rows").assign(np.asarray(value)[self.frozen_rows:])
+            self._extra_variable("trainable_rows").assign(np.asarray(value)[self.frozen_rows:])
 
     def get_config(self):
         config = super().get_config()

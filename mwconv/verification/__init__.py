@@ -19,6 +19,7 @@ from mwconv.formats import open_artifact
 from mwconv.options import VerifyOptions
 from mwconv.verification import probes
 from mwconv.verification.checks import check_outputs, check_source, check_train_step
+from mwconv.verification.drift import Baseline, check_drift
 from mwconv.verification.devices import check_devices, device_check, tf32_disabled, tf32_mode
 from mwconv.verification.partition import (
     check_partition, entries_from_manifest, pair_paths, untracked_problems,
@@ -45,6 +46,15 @@ def _reference(reference):
             return Reference(src.architecture(), path, path=path)
     raise UsageError("--reference must be a .keras file, a Keras full-model .h5 or a Keras model object "
                      "(other sources go to --source)", path=path)
+
+
+def _baseline(options):
+    """The drift check's baseline, summarised and released (None without --baseline)."""
+    if options.baseline is None or "drift" not in options.checks:
+        return None
+    baseline = Baseline(_reference(options.baseline))
+    baseline.reference.release()
+    return baseline
 
 
 def _probe(ref, options, art=None):
@@ -79,14 +89,18 @@ class Context:
     names: list                 # output names
     outputs: list               # the reference's outputs on the probe, or None
     untracked: list             # problems: variables Keras does not track
+    baseline: object = None     # drift.Baseline, or None
 
     @property
     def prefixes(self):
-        names = [m.name for m in (self.ref, self.art.loaded_model()) if m is not None]   # both have .name
+        names = [m.name for m in (self.ref, self.art.loaded_model(), self.baseline) if m is not None]
         return tuple(dict.fromkeys(f"{n}/" for n in names))
 
 
 def _partition(ctx):
+    if ctx.ref is None and not ctx.art.manifest:
+        return Check("partition", SKIPPED, "no reference and no mwconv manifest in the artifact (pass --reference); "
+                     "the drift check compares it with --baseline")
     reference = ctx.ref.entries if ctx.ref is not None else entries_from_manifest(ctx.art.manifest)
     return check_partition(ctx.art, reference, ctx.untracked, ctx.prefixes)
 
@@ -110,8 +124,12 @@ def _source(ctx):
     return check_source(ctx.art, ctx.options.source, ctx.probe, ctx.names, ctx.options.atol, ctx.options.rtol)
 
 
+def _drift(ctx):
+    return check_drift(ctx.art, ctx.baseline, ctx.options.allow_unfrozen, ctx.prefixes)
+
+
 CHECK_FUNCTIONS = {"partition": _partition, "outputs": _outputs, "train-step": _train_step, "devices": _devices,
-                   "source": _source}
+                   "source": _source, "drift": _drift}
 
 
 def verify(artifact, reference=None, *, options=None, format_name=None, **fields):
@@ -123,8 +141,10 @@ def verify(artifact, reference=None, *, options=None, format_name=None, **fields
     artifact's manifest. ``options`` is a VerifyOptions, else one is built from
     ``fields``: ``inputs`` (.npz of probe inputs by name), ``samples``, ``seed``,
     ``atol``, ``rtol``, ``checks`` (subset of partition, outputs, train-step,
-    devices, source), ``require`` (checks whose skip is a failure, e.g. "gpu"),
-    ``devices``, ``source``. ``format_name`` when the caller knows the format.
+    devices, source, drift), ``require`` (checks whose skip is a failure, e.g. "gpu"),
+    ``devices``, ``source``, ``baseline`` (the imported .keras or a Keras model: the drift
+    check), ``allow_unfrozen`` (globs of weights a later training stage unfroze on
+    purpose). ``format_name`` when the caller knows the format.
 
     >>> report = verify("model.keras", reference=model)   # doctest: +SKIP
     >>> report.ok, report.notes
@@ -137,15 +157,17 @@ def verify(artifact, reference=None, *, options=None, format_name=None, **fields
         needs_outputs = bool({"outputs", "train-step"} & set(options.checks))
         ref.summarize(probe, "partition" in options.checks, needs_outputs, want_architecture=ref.path is not None)
         ref.release()                      # one model in memory at a time: the artifact's comes next
-    art = open_artifact(artifact, ref.for_artifact() if ref is not None else None, format_name)
-    if ref is None and not art.manifest:
+    baseline = _baseline(options)
+    architecture = ref if ref is not None else (baseline.reference if baseline is not None else None)
+    art = open_artifact(artifact, architecture.for_artifact() if architecture is not None else None, format_name)
+    if ref is None and baseline is None and not art.manifest:
         raise UsageError("has no mwconv manifest to verify against; pass --reference", path=art.path)
     if probe is None:
         probe = _probe(None, options, art)
     notes = _align(ref, art, probe)
     untracked = untracked_problems(ref.untracked_items if ref is not None else [], art)
     ctx = Context(art, ref, options, probe, ref.names if ref is not None else art.output_names(),
-                  ref.outputs if ref is not None else None, untracked)
+                  ref.outputs if ref is not None else None, untracked, baseline)
     # train-step runs last: it trains the artifact's own model in place (no second copy in memory)
     order = [name for name in CHECKS if name in options.checks and name != "train-step"]
     order += ["train-step"] if "train-step" in options.checks else []

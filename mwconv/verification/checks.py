@@ -5,12 +5,11 @@ import os
 import numpy as np
 
 from mwconv import modelio
+from mwconv.errors import shorten
+from mwconv.layers.statistics import FIXED, OPTED_IN, TRAINS, model_statistics
 from mwconv.manifest import sha256_array
 from mwconv.verification.compare import compare_outputs
 from mwconv.verification.report import FAIL, PASS, SKIPPED, Check
-
-STATISTICS = ("moving_mean", "moving_variance")
-
 
 
 def check_outputs(art, ref_outputs, names, inputs, atol, rtol, hints):
@@ -29,12 +28,8 @@ def _fingerprints(model):
     return {path: (sha256_array(value), trainable) for path, value, trainable in modelio.iter_weights(model)}
 
 
-def check_train_step(art, inputs, ref_outputs):
-    model = art.model_for_training()
-    if model is None:
-        return Check("train-step", SKIPPED, f"{art.kind} artifacts do not reload as trainable Keras models")
+def _train_once(model, inputs, ref_outputs):
     keras = modelio.keras_api()
-    before = _fingerprints(model)
     rng = np.random.default_rng(7)
     targets = [rng.standard_normal(np.shape(o)).astype(np.float32) for o in ref_outputs]
     packed = modelio.pack_inputs(model, inputs)
@@ -43,30 +38,56 @@ def check_train_step(art, inputs, ref_outputs):
         model.train_on_batch(packed, targets[0] if len(targets) == 1 else targets)
     else:
         model(packed, training=True)  # nothing to optimise; still run the layers in training mode
+
+
+def _statistics_summary(updated):
+    """One clause per kind of statistics update: of layers that train (as in stock Keras) and
+    of frozen layers that opted in (update_statistics)."""
+    parts = []
+    for state, words in ((TRAINS, "of training layers"), (OPTED_IN, "of frozen layers that opted in "
+                                                                    "(update_statistics)")):
+        layers = sorted({layer for layer, s in updated.values() if s == state})
+        if layers:
+            parts.append(f"{sum(1 for _, s in updated.values() if s == state)} statistics {words} updated "
+                         f"({shorten(layers, 5)})")
+    return parts
+
+
+def check_train_step(art, inputs, ref_outputs):
+    """One optimizer step: frozen weights and frozen layers' statistics bit-identical, trainable
+    weights with a gradient changed, statistics of training or opted-in layers free to move."""
+    model = art.model_for_training()
+    if model is None:
+        return Check("train-step", SKIPPED, f"{art.kind} artifacts do not reload as trainable Keras models")
+    before = _fingerprints(model)
+    statistics = model_statistics(model)
+    _train_once(model, inputs, ref_outputs)
     after = _fingerprints(model)
-    problems, statistics, no_grad = [], [], []
-    owners = {v.path: layer for layer in model._flatten_layers(include_self=False) for v in layer._trainable_variables
-              + layer._non_trainable_variables}
+    problems, updated, no_grad = [], {}, []
     for path, (value, trainable) in before.items():
         changed = value != after[path][0]
         if trainable and not changed:
             no_grad.append(path)
         elif not trainable and changed:
-            layer = owners.get(path)
-            if path.endswith(STATISTICS) and "BatchNormalization" in type(layer).__name__:
-                statistics.append(path)
+            layer, state = statistics.get(path, (path.rsplit("/", 1)[0], None))
+            if state in (TRAINS, OPTED_IN):
+                updated[path] = (layer, state)
+            elif state == FIXED:
+                problems.append(f"statistic '{path}' of frozen layer '{layer}' changed during one training step: "
+                                "a frozen BatchNormalization must run in inference mode (opt in per layer with "
+                                "update_statistics / --update-statistics)")
             else:
                 problems.append(f"frozen weight '{path}' changed during one training step: layer "
-                                f"'{getattr(layer, 'name', '?')}' assigns to it in call()")
+                                f"'{layer}' assigns to it in call()")
     frozen = sum(1 for _, t in before.values() if not t)
     trainable = len(before) - frozen
-    msg = (f"{frozen - len(statistics) - len(problems)} of {frozen} frozen weights bit-identical, "
-           f"{trainable - len(no_grad)} of {trainable} trainable weights changed")
-    if statistics:
-        msg += f"; {len(statistics)} BatchNormalization statistics updated (expected)"
-    if no_grad:
-        msg += f"; no gradient reaches: {', '.join(no_grad)}"
-    details = {"statistics": statistics, "no_gradient": no_grad}
+    msg = "; ".join([f"{frozen - len(updated) - len(problems)} of {frozen} frozen weights bit-identical, "
+                     f"{trainable - len(no_grad)} of {trainable} trainable weights changed",
+                     *_statistics_summary(updated)]
+                    + ([f"no gradient reaches: {', '.join(no_grad)}"] if no_grad else []))
+    details = {"statistics": sorted(p for p, (_, s) in updated.items() if s == TRAINS),
+               "opted_in_statistics": sorted(p for p, (_, s) in updated.items() if s == OPTED_IN),
+               "no_gradient": no_grad}
     return Check("train-step", FAIL if problems else PASS, msg, problems, details)
 
 
