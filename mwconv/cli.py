@@ -311,10 +311,9 @@ def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, ver
 @click.pass_context
 def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, require, devices, source,
            baseline, allow_unfrozen, report_file, as_json, verbose):
-    """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5,
-    .safetensors or .onnx) kept the frozen/trainable partition, the exact weight values and
-    the outputs, that frozen weights stay frozen in a training step, and that
-    every device agrees. Exits 1 if any check fails.
+    """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5, .safetensors or .onnx) kept
+    the partition, the exact weight values and the outputs, that frozen weights stay frozen in a
+    training step (and since --baseline), and that every device agrees. Exits 1 if any check fails.
 
     \b
     Checks: partition, outputs, train-step, devices, source, drift

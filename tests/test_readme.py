@@ -47,7 +47,7 @@ def test_readme_commands_and_snippets(sandbox):
                             "weights.keras, all frozen",
                             "mwconv export --format saved_model        # the last import -> weights_saved_model/, "
                             "verified"]
-    assert len(COMMANDS) >= 15 and len(SNIPPETS) == 4
+    assert len(COMMANDS) >= 15 and len(SNIPPETS) == 5
     for line in COMMANDS:
         proc = subprocess.run(line, shell=True, cwd=sandbox, env=_env(), capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{line}\n{proc.stderr[-2000:]}"

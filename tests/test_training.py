@@ -364,6 +364,7 @@ def test_drift_check_through_an_onnx_manifest_and_a_pipeline(tmp_path, imported_
 path = "{imported_cnn / 'pretrained.keras'}"
 [import]
 train = ["head/*"]
+update_statistics = ["bn2"]
 output = "again.keras"
 [[export]]
 format = "onnx"
@@ -378,6 +379,7 @@ baseline = "{imported_cnn / 'imported.keras'}"
     code, out, err = run_cli("run", tmp_path / "drift.toml")
     assert code == 0, out + err
     assert out.count("drift      12 of 12 frozen weights bit-identical to the baseline") == 1
+    assert mwconv.load_model(tmp_path / "again.keras").get_layer("bn2").update_statistics is True
 
 
 # -- a two-stage fine-tune of a tf-keras MobileNetV2 ------------------------------
