@@ -131,15 +131,17 @@ def _plan_layer(layer, prefix, train, freeze, opt_in):
             wanted[name] = True if _can_train(layer, name, v) else None    # None: never trains; left as it is
         elif _matches(path, freeze):
             wanted[name] = False
+    from mwconv.layers.statistics import has_statistics
+
     layer_path = prefix.rstrip("/")
-    opted = bool(opt_in) and (_matches(layer_path, opt_in) or any(_matches(prefix + n, opt_in)
-                                                                  for n in _weights_below(layer, prefix)))
+    opted = bool(opt_in) and has_statistics(layer) and (
+        _matches(layer_path, opt_in) or any(_matches(prefix + n, opt_in) for n in _weights_below(layer, prefix)))
     return wanted, opted
 
 
 def _apply_layer(layer, prefix, wanted, opted, change, used):
     from mwconv.layers.mixin import set_variable_trainable
-    from mwconv.layers.statistics import STATISTICS_LAYERS, settle_sublayers
+    from mwconv.layers.statistics import settle_sublayers
 
     weights = _weights_below(layer, prefix)
     if not layer.trainable and any(wanted.values()):
@@ -167,9 +169,6 @@ def _apply_layer(layer, prefix, wanted, opted, change, used):
     if hasattr(layer, "frozen"):
         layer.frozen = sorted(frozen)
         if opted:
-            if not isinstance(layer, STATISTICS_LAYERS) and not _has_statistics_below(layer):
-                raise UsageError(f"update_statistics: layer '{prefix.rstrip('/')}' ({type(layer).__name__}) has no "
-                                 "moving statistics; it applies to BatchNormalization layers")
             layer.update_statistics = True
         settle_sublayers(layer)
 
@@ -185,11 +184,6 @@ def _unfreeze_whole(layer, prefix, wanted, change, used):
     layer.trainable = True
     change.trained += [prefix + n for n in names]
     used.update(prefix + n for n in wanted)
-
-
-def _has_statistics_below(layer):
-    from mwconv.layers.statistics import STATISTICS_LAYERS
-    return any(isinstance(s, STATISTICS_LAYERS) for s in layer._flatten_layers(include_self=False, recursive=True))
 
 
 def set_trainable(model, train=(), freeze=(), update_statistics=()):
@@ -231,7 +225,8 @@ def set_trainable(model, train=(), freeze=(), update_statistics=()):
             raise UsageError(f"set_trainable: glob {glob!r} matches no weight of model '{model.name}' "
                              "(weight paths look like 'layer/kernel' or 'backbone/layer/kernel')")
     if opt_in and not opted_any:
-        raise UsageError(f"set_trainable: update_statistics {list(opt_in)} matches no layer of model '{model.name}'")
+        raise UsageError(f"set_trainable: update_statistics {list(opt_in)} matches no layer with moving statistics "
+                         f"(BatchNormalization) in model '{model.name}'")
     for path, (layer_path, state) in model_statistics(model).items():
         if before.get(path) != state:
             change.statistics[layer_path] = state

@@ -497,3 +497,29 @@ def test_training_keeps_frozen_parts_under_every_backend(backend):
     # stage 2: the unfrozen BatchNormalization trains and updates its statistics
     assert {"bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance"} <= set(doc["stage2"])
     assert not {"masked/kernel", "lora/kernel", "lora/bias"} & set(doc["stage2"])
+
+
+def test_update_statistics_on_a_layer_without_statistics_is_refused():
+    layer = ml.MixedDense(3, frozen=["kernel"], update_statistics=True, name="d")
+    with pytest.raises(ValueError, match=r"MixedDense 'd': `update_statistics` applies to layers with moving "
+                                         r"statistics .* Received: update_statistics=True"):
+        layer.build((None, 4))
+    with pytest.raises(ValueError, match=r"expected `update_statistics` to be True or False. Received: "
+                                         r"update_statistics='yes'"):
+        ml.MixedBatchNormalization(update_statistics="yes")
+
+
+def test_set_trainable_opts_a_frozen_layer_in_and_the_save_keeps_it(tmp_path, imported_cnn):
+    model = mwconv.load_model(imported_cnn / "imported.keras")
+    change = mwconv.set_trainable(model, update_statistics=["bn"])
+    assert change.statistics == {"bn": "opted-in"} and change.trained == [] and change.frozen == []
+    model.save(tmp_path / "m.keras")
+    again = mwconv.load_model(tmp_path / "m.keras")
+    before = weights_of(again)
+    fit(again, *data())
+    after = weights_of(again)
+    assert not np.array_equal(after["bn/moving_mean"], before["bn/moving_mean"])
+    np.testing.assert_array_equal(after["bn/gamma"], before["bn/gamma"])
+    np.testing.assert_array_equal(after["bn2/moving_mean"], before["bn2/moving_mean"])
+    with pytest.raises(UsageError, match=r"update_statistics \['conv'\] matches no layer with moving statistics"):
+        mwconv.set_trainable(model, update_statistics=["conv"])

@@ -98,7 +98,7 @@ def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozense
 def statistics_layers(model):
     """``{layer path: [its weight paths]}`` of the layers that hold moving statistics
     (BatchNormalization, or a layer with one inside), nested models opened."""
-    from mwconv.layers.statistics import STATISTICS_LAYERS
+    from mwconv.layers.statistics import has_statistics
 
     found = {}
 
@@ -106,9 +106,7 @@ def statistics_layers(model):
         for layer in layers:
             if _is_model(layer):
                 walk(layer.layers, f"{prefix}{layer.name}/")
-                continue
-            inside = [s for s in layer._flatten_layers(include_self=True, recursive=True)]
-            if any(isinstance(s, STATISTICS_LAYERS) for s in inside):
+            elif has_statistics(layer):
                 found[prefix + layer.name] = [v.path for v in layer.weights]
 
     walk(model.layers, "")

@@ -26,7 +26,7 @@ import numpy as np
 import keras
 from keras import ops
 
-from mwconv.layers.statistics import settle_sublayers
+from mwconv.layers.statistics import has_statistics, settle_sublayers
 
 _EXTRA = "extra"
 
@@ -128,6 +128,10 @@ class MixedWeightsMixin:
             if name not in known and name in nested:
                 freeze_variable(nested[name])
         known += list(nested)
+        if self.update_statistics and not has_statistics(self):
+            raise ValueError(f"{self._display_name()} '{self.name}': `update_statistics` applies to layers with "
+                             "moving statistics (BatchNormalization, or a layer holding one). Received: "
+                             "update_statistics=True. Leave it out for this layer.")
         if nested:
             settle_sublayers(self)
         unknown = [n for n in self.frozen if n not in known]

@@ -61,8 +61,11 @@ def statistics_state(layer):
     mode under ``fit``: statistics never change)."""
     if not layer.trainable or runs_frozen(layer):
         return FIXED
-    params_frozen = getattr(layer, "frozen", None) and not any(v.trainable for v in own_weights(layer))
-    return OPTED_IN if params_frozen else TRAINS
+    weights = own_weights(layer)
+    parameters = [v for v in weights if v.name not in set(statistic_names(layer))]
+    if (getattr(layer, "frozen", None) or parameters) and not any(v.trainable for v in weights):
+        return OPTED_IN
+    return TRAINS
 
 
 def model_statistics(model):
@@ -81,6 +84,11 @@ def model_statistics(model):
     return found
 
 
+def has_statistics(layer):
+    """Whether ``layer`` or one of its sub-layers holds moving statistics."""
+    return any(isinstance(s, STATISTICS_LAYERS) for s in layer._flatten_layers(include_self=True, recursive=True))
+
+
 def settle_sublayers(layer):
     """A stock statistics layer inside a mixed layer (``TimeDistributed(BatchNormalization)``)
     whose own weights are all frozen runs as a frozen layer (``trainable = False``), unless
@@ -88,12 +96,11 @@ def settle_sublayers(layer):
     layer froze or unfroze its nested weights."""
     opted_in = getattr(layer, "update_statistics", False)
     for sub in layer._flatten_layers(include_self=False, recursive=True):
-        if not isinstance(sub, STATISTICS_LAYERS) or isinstance(sub, type(layer)) or hasattr(sub, "frozen"):
+        if not isinstance(sub, STATISTICS_LAYERS) or hasattr(sub, "frozen"):   # a mixed one settles itself
             continue
         weights = own_weights(sub)
-        frozen_now = [v.trainable for v in weights]
-        all_frozen = bool(weights) and not any(frozen_now) and any(v.name not in statistic_names(sub)
-                                                                   for v in weights)
+        parameters = [v for v in weights if v.name not in set(statistic_names(sub))]
+        all_frozen = bool(parameters) and not any(v.trainable for v in weights)
         wanted = not (all_frozen and not opted_in)
         if sub.trainable != wanted:
             sub._trainable = wanted          # not the setter: it would reset every weight's flag
