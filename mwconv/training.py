@@ -80,7 +80,7 @@ def _weights_below(layer, prefix):
 
     found = {v.name: v for v in own_weights(layer)}
     found.update(nested_weights(layer))
-    return {name: v for name, v in found.items()}
+    return found
 
 
 def _can_train(layer, name, variable):

@@ -29,7 +29,7 @@ TRAINS, OPTED_IN, FIXED = "trains", "opted-in", "fixed"
 
 def walk_layers(model):
     """Every layer below ``model`` (nested models and sub-layers included), depth first."""
-    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)]
+    return list(model._flatten_layers(include_self=False, recursive=True))
 
 
 def own_weights(layer):
