@@ -107,11 +107,13 @@ def atomic_output(target, *, force=False, directory=False):
     try:
         yield staged
         with runtime.critical():      # a signal now waits: the old artifact is never lost half-way
-            _commit(staged, target, stage_root)
+            _commit(staged, target, stage_root, force)
     except Exception as e:  # noqa: BLE001 - a full disk shows up as many types; others are re-raised
         if _no_space(e):
             raise OutputRefused("no space left on the device; nothing was written (free some space or choose "
                                 "another output)", path=target) from e
+        if isinstance(e, OutputRefused):
+            raise
         if isinstance(e, OSError):
             raise OutputRefused(f"cannot write ({e.strerror or e})", path=target) from e
         raise
@@ -120,11 +122,92 @@ def atomic_output(target, *, force=False, directory=False):
         runtime.unregister_staging(stage_root)
 
 
-def _commit(staged, target, stage_root):
-    if not os.path.lexists(target):
-        os.rename(staged, target)
+RENAME_NOREPLACE, RENAME_EXCHANGE = 1, 2
+_AT_FDCWD = -100
+
+
+def _renameat2(src, dst, flags):
+    """Linux's renameat2(2) through libc; False where the system or file system lacks it."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        call = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if call(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), dst)
+
+
+def _fsync(path, folder=False):
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if folder else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(path):
+    """fsync every file below ``path`` (or the file itself), then the folders, so that a
+    committed artifact survives a power loss with its bytes."""
+    if not os.path.isdir(path):
+        _fsync(path)
         return
-    # replace: move the old one aside first so a failure can restore it
+    for folder, _, files in os.walk(path, topdown=False):
+        for name in files:
+            _fsync(os.path.join(folder, name))
+        _fsync(folder, folder=True)
+
+
+def _exists_error(target):
+    return OutputRefused("already exists (another run wrote it meanwhile); pass --force to replace it", path=target)
+
+
+def _commit_new(staged, target):
+    """Move ``staged`` to ``target`` only if nothing is there: never replaces a target that
+    appeared since the check (a concurrent writer), whatever the timing."""
+    try:
+        if _renameat2(staged, target, RENAME_NOREPLACE):
+            return
+    except FileExistsError:
+        raise _exists_error(target) from None
+    if not os.path.isdir(staged):
+        try:
+            os.link(staged, target)          # fails if target exists: the no-replace of plain POSIX
+        except FileExistsError:
+            raise _exists_error(target) from None
+        except OSError as e:                 # a file system without hard links: fall through
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EXDEV, errno.EMLINK):
+                raise
+        else:
+            os.remove(staged)
+            return
+    if os.path.lexists(target):              # no renameat2: the small window that remains
+        raise _exists_error(target)
+    os.rename(staged, target)
+
+
+def _commit_replace(staged, target, stage_root):
+    """Replace ``target`` (or create it) in one atomic step where the OS allows: ``os.replace``
+    for a file, an exchange for folders (renameat2 RENAME_EXCHANGE); else move the old one
+    aside first so that a failure can restore it. Concurrent forced writers: the last wins,
+    and the target is always one whole artifact."""
+    if not os.path.isdir(staged) and not os.path.isdir(target):
+        os.replace(staged, target)
+        return
+    try:
+        _commit_new(staged, target)
+        return
+    except OutputRefused:
+        pass                                 # there already, or appeared meanwhile: replace it
+    if _renameat2(staged, target, RENAME_EXCHANGE):
+        _remove(staged)                      # now the previous artifact
+        return
     backup = os.path.join(stage_root, ".previous")
     os.rename(target, backup)
     try:
@@ -133,3 +216,15 @@ def _commit(staged, target, stage_root):
         os.rename(backup, target)
         raise
     _remove(backup)
+
+
+def _commit(staged, target, stage_root, force=False):
+    _fsync_tree(staged)
+    if force:
+        _commit_replace(staged, target, stage_root)
+    else:
+        _commit_new(staged, target)
+    try:
+        _fsync(os.path.dirname(target) or ".", folder=True)
+    except OSError:                          # some file systems refuse fsync on a folder
+        pass

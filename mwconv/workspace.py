@@ -2,9 +2,11 @@
 work as written: output names from stems, and the last import of a folder
 recorded in a small state file there (``.mwconv-state.json``)."""
 
+import contextlib
 import datetime
 import json
 import os
+import tempfile
 
 from mwconv.errors import UsageError
 from mwconv.formats.names import EXPORT_SUFFIXES, stem
@@ -40,12 +42,16 @@ def record_import(output, source, folder="."):
     state = {"last_import": os.path.abspath(output), "source": os.path.abspath(source),
              "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = os.path.join(folder, STATE_FILE)
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "w", encoding="utf8") as f:
+    tmp = None
+    try:       # a unique temporary name: concurrent imports never write through each other's
+        fd, tmp = tempfile.mkstemp(prefix=STATE_FILE + ".", suffix=".tmp", dir=folder)
+        with os.fdopen(fd, "w", encoding="utf8") as f:
             json.dump(state, f, indent=1)
         os.replace(tmp, path)
     except OSError:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.remove(tmp)
         return None
     return path
 

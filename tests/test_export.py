@@ -255,3 +255,7 @@ def test_onnx_external_data_path(every_kind, tmp_path, monkeypatch):
     hashes = {t["name"]: t["sha256"] for t in report["tensors"]}
     manifest = {w["path"]: w["sha256"] for w in report["manifest"]["weights"]}
     assert all(hashes[p] == manifest[p] for p in external)
+    # an embedded export over it with --force leaves no stale external data behind
+    monkeypatch.setattr(onnx_file, "ONNX_EXTERNAL_THRESHOLD", 1536 << 20)
+    result = exporter.export(every_kind["keras_src"], "onnx", tmp_path / "big.onnx", force=True)
+    assert result.report.ok and sorted(os.listdir(tmp_path)) == ["big.onnx"]

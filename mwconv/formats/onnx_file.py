@@ -329,6 +329,8 @@ def write(model, target, manifest, options):
             os.replace(staged_data, data_target)
         else:
             _write_embedded(proto, weights, staged, bar)
+    if not large and force and os.path.isfile(data_target):
+        os.remove(data_target)      # the external data of the model this embedded one replaced
 
 
 # -- verifying ----------------------------------------------------------------------
