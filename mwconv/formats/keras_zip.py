@@ -152,6 +152,9 @@ def zeros_until_loaded(keras):
     zeros = keras.initializers.Zeros()
 
     def initialize(self, initializer):
+        # a SeedGenerator's state is not in the weights file: it keeps the value its seed gives
+        if self.name == "seed_generator_state":
+            return original(self, initializer)
         return original(self, zeros)
 
     cls._initialize_with_initializer = initialize

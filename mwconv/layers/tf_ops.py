@@ -61,8 +61,10 @@ for _name, _fn in (("mean", ops.mean), ("sum", ops.sum), ("max", ops.max), ("min
     _op(f"math.reduce_{_name}", f"reduce_{_name}", first="input_tensor")(
         lambda input_tensor, axis=None, keepdims=False, _f=_fn: _f(input_tensor, _axis(axis), keepdims))
 _op("reshape", first="tensor")(lambda tensor, shape: ops.reshape(tensor, tuple(shape)))
-_op("compat.v1.transpose", "transpose", "linalg.matrix_transpose", first="a")(
+_op("compat.v1.transpose", "transpose", first="a")(
     lambda a, perm=None, conjugate=False: ops.transpose(a, _axis(perm)))
+_op("linalg.matrix_transpose", "linalg.adjoint", first="a")(      # the last two axes only, at any rank
+    lambda a, conjugate=False: ops.swapaxes(a, -1, -2))
 _op("expand_dims", first="input")(lambda input, axis: ops.expand_dims(input, axis))
 _op("compat.v1.squeeze", "squeeze", first="input")(lambda input, axis=None: ops.squeeze(input, _axis(axis)))
 _op("concat", first="values", listed=True)(lambda values, axis: ops.concatenate(values, axis))
