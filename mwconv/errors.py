@@ -54,6 +54,21 @@ def inner_reason(error, limit=300):
     return text
 
 
+def os_reason(error):
+    """The words for an OSError met opening an input, the same in every command and for every
+    kind of file (None for other errors): "no such file or directory", "permission denied", ...
+
+    >>> os_reason(FileNotFoundError(2, "No such file or directory"))
+    'no such file or directory'
+    """
+    for cls, words in ((FileNotFoundError, "no such file or directory"), (PermissionError, "permission denied"),
+                       (IsADirectoryError, "is a folder, not a file"),
+                       (NotADirectoryError, "a part of the path is not a folder")):
+        if isinstance(error, cls):
+            return words
+    return None
+
+
 class MwconvError(Exception):
     """Base class of every expected failure."""
 

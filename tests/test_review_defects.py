@@ -1,6 +1,9 @@
 """Defects found in review, each with a test that failed before its fix."""
 
+import os
+
 import numpy as np
+import pytest
 
 import mwconv
 from tests import tfkeras_zoo
@@ -52,3 +55,36 @@ def test_in_place_keras_load_keeps_dropout_seed_state(tmp_path):
     want = seeds(keras.saving.load_model(tmp_path / "m.keras"))
     assert want and want != [[0, 0]]
     assert seeds(mwconv.load_model(tmp_path / "m.keras")) == want
+
+
+MISSING = [
+    ("inspect", "{m}.h5"), ("import", "{m}.h5", "-o", "{t}/x.keras"),
+    ("import", "{m}.npz", "--model", "net.py:build", "-o", "{t}/x.keras"),
+    ("import", "{src}", "--model", "{m}.keras", "-o", "{t}/x.keras"),
+    ("import", "{src}", "--model", "{m}.py:build", "-o", "{t}/x.keras"),
+    ("import", "{src}", "--map", "{m}.txt", "-o", "{t}/x.keras"),
+    ("export", "{m}.keras", "--format", "saved_model", "-o", "{t}/sm"),
+    ("export", "{m}.keras", "--format", "onnx", "-o", "{t}/x.onnx"),
+    ("verify", "{m}.keras"), ("verify", "{m}.onnx"), ("verify", "{m}_saved_model"),
+    ("verify", "{model}", "--reference", "{m}.keras"), ("verify", "{model}", "--baseline", "{m}.keras"),
+    ("verify", "{model}", "--inputs", "{m}.npz"), ("verify", "{model}", "--source", "{m}.h5"),
+    ("run", "{m}.toml"),
+]
+
+
+@pytest.fixture(scope="module")
+def a_model(tmp_path_factory, samples):
+    path = tmp_path_factory.mktemp("missing") / "m.keras"
+    assert run_cli("import", samples / "tfkeras2_full.h5", "-o", path)[0] == 0
+    return path
+
+
+@pytest.mark.parametrize("args", MISSING, ids=[" ".join(a[:2]) + (" " + a[2] if len(a) > 2 else "") for a in MISSING])
+def test_every_command_names_a_missing_input_the_same_way(args, tmp_path, samples, a_model):
+    missing = tmp_path / "absent"
+    argv = [a.format(m=missing, t=tmp_path, src=samples / "tfkeras2_full.h5", model=a_model) for a in args]
+    code, _, err = run_cli(*argv)
+    assert code in (2, 3), err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith(f"mwconv: error: {missing}") and line.endswith(": no such file or directory"), line
+    assert os.listdir(tmp_path) == []

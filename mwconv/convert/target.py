@@ -34,7 +34,7 @@ def load_model_spec(spec):
     try:
         if module_name.endswith(".py") or os.sep in module_name:
             if not os.path.isfile(module_name):
-                raise InputRejected("no such file", path=module_name)
+                raise InputRejected("no such file or directory", path=module_name)
             unique = "mwconv_user_model_" + re.sub(r"\W", "_", os.path.abspath(module_name))
             spec_obj = importlib.util.spec_from_file_location(unique, module_name)
             module = importlib.util.module_from_spec(spec_obj)

@@ -16,7 +16,7 @@ import stat
 
 import numpy as np
 
-from mwconv.errors import InputRejected
+from mwconv.errors import InputRejected, os_reason
 
 # A tensor whose declared size exceeds the bytes that back it by more than this
 # factor (and by more than BOMB_FLOOR bytes) is refused as a shape/zip bomb.
@@ -200,7 +200,7 @@ def read_text_file(path, what, error=InputRejected, limit=TEXT_LIMIT):
         with open(path, "rb") as f:
             raw = f.read(limit + 1)
     except OSError as e:
-        raise error(f"cannot read the {what} ({e.strerror})", path=path) from e
+        raise error(os_reason(e) or f"cannot read the {what} ({e.strerror})", path=path) from e
     try:
         return raw.decode("utf8")
     except UnicodeDecodeError as e:

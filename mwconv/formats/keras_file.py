@@ -9,7 +9,7 @@ import zlib
 
 import numpy as np
 
-from mwconv.errors import InputRejected
+from mwconv.errors import InputRejected, os_reason
 from mwconv.errors import UsageError
 from mwconv.formats.base import BOMB_FLOOR, BOMB_RATIO, Source
 from mwconv.formats.format import Format
@@ -46,7 +46,7 @@ def check_keras_zip(path, crc_skip=()):
             config = json.loads(zf.read("config.json")) if "config.json" in names else None
             manifest = json.loads(zf.read(MANIFEST_MEMBER)) if MANIFEST_MEMBER in names else None
     except (zipfile.BadZipFile, OSError, EOFError, json.JSONDecodeError) as e:
-        raise InputRejected(f"corrupt or truncated .keras archive ({e})", path=path) from e
+        raise InputRejected(os_reason(e) or f"corrupt or truncated .keras archive ({e})", path=path) from e
     return config, manifest
 
 

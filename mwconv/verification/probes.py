@@ -3,7 +3,7 @@ the input signature (integer ids stay inside every embedding's vocabulary)."""
 
 import numpy as np
 
-from mwconv.errors import InputRejected, UsageError
+from mwconv.errors import InputRejected, UsageError, os_reason
 
 EMBEDDING_CLASSES = ("Embedding", "FrozenEmbedding")
 
@@ -37,7 +37,7 @@ def load_inputs(path, specs):
         with np.load(path, allow_pickle=False) as data:
             arrays = {k[len("input:"):] if k.startswith("input:") else k: data[k] for k in data.files}
     except (OSError, ValueError) as e:
-        raise InputRejected(f"cannot read probe inputs ({e})", path=path) from e
+        raise InputRejected(os_reason(e) or f"cannot read probe inputs ({e})", path=path) from e
     out = {}
     for name, shape, dtype in specs:
         if name not in arrays:
