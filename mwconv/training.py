@@ -124,6 +124,8 @@ def _adopt(layer):
 
 def _plan_layer(layer, prefix, train, freeze, opt_in):
     """``{name: wanted trainable flag}`` for this layer's matched weights, and whether it opts in."""
+    from mwconv.layers.statistics import has_statistics
+
     wanted = {}
     for name, v in _weights_below(layer, prefix).items():
         path = prefix + name
@@ -131,8 +133,6 @@ def _plan_layer(layer, prefix, train, freeze, opt_in):
             wanted[name] = True if _can_train(layer, name, v) else None    # None: never trains; left as it is
         elif _matches(path, freeze):
             wanted[name] = False
-    from mwconv.layers.statistics import has_statistics
-
     layer_path = prefix.rstrip("/")
     opted = bool(opt_in) and has_statistics(layer) and (
         _matches(layer_path, opt_in) or any(_matches(prefix + n, opt_in) for n in _weights_below(layer, prefix)))
