@@ -29,15 +29,10 @@ class _Group(click.Group):
             sys.exit(130)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
-        except RecursionError:
-            from mwconv.errors import InputRejected
-            _fail(ctx, InputRejected("the model's graph is too deep for Keras to rebuild or save (Python's "
-                                     "recursion limit): more chained layers than mwconv handles"), 3)
         except Exception as e:  # noqa: BLE001 - the last resort: no traceback reaches the user, for any input
-            first = (str(e).splitlines() or [""])[0]
-            first = first if len(first) <= 300 else first[:297] + "..."
-            _fail(ctx, MwconvError(f"unexpected {type(e).__name__}{': ' + first if first else ''} (a bug in mwconv: "
-                                   "run again with -v for the traceback, and please report it)"), 1)
+            from mwconv.failures import as_failure
+            failure = as_failure(e)
+            _fail(ctx, failure, failure.exit_code)
 
 
 def _opts(ctx):

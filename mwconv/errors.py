@@ -78,6 +78,7 @@ class MwconvError(Exception):
         self.path = None if path is None else str(path)
         self.tensor = tensor
         self.details = details
+        self.reason = printable(message)
         prefix = ""
         if self.path is not None:
             prefix = f"{self.path}: "

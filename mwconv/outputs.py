@@ -53,33 +53,47 @@ def _age(path):
         return float("inf")
 
 
-def sweep_leftovers(target):
-    """Remove staging folders that killed runs left for ``target`` (their process is gone)."""
-    parent, prefix = os.path.dirname(target), _stage_prefix(target)
+def _owner(root):
+    """The pid in a staging folder's ``.pid``, or None."""
+    try:
+        with open(os.path.join(root, ".pid"), encoding="ascii") as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def staging_folders(target, live=None):
+    """Names of the staging folders of ``target``; with ``live``, only those (or, with
+    ``live=False``, all but those) held by a running process or too fresh to have a .pid."""
+    parent, prefix = os.path.dirname(os.path.abspath(target)), _stage_prefix(target)
     try:
         names = [n for n in os.listdir(parent) if n.startswith(prefix) and n.endswith(".mwconv-tmp")]
     except OSError:
         return []
-    swept = []
-    for name in names:
-        root = os.path.join(parent, name)
-        try:
-            with open(os.path.join(root, ".pid"), encoding="ascii") as f:
-                pid = int(f.read().strip())
-        except (OSError, ValueError):
-            pid = None
-        if pid is None and _age(root) < FRESH_SECONDS:
-            continue          # a concurrent run that has not written its .pid yet
-        if pid is None or not runtime.alive(pid):
-            shutil.rmtree(root, ignore_errors=True)
-            swept.append(root)
+    if live is None:
+        return names
+
+    def held(name):
+        pid = _owner(os.path.join(parent, name))
+        return runtime.alive(pid) if pid is not None else _age(os.path.join(parent, name)) < FRESH_SECONDS
+    return [n for n in names if held(n) == live]
+
+
+def sweep_leftovers(target):
+    """Remove staging folders that killed runs left for ``target`` (their process is gone)."""
+    parent = os.path.dirname(os.path.abspath(target))
+    swept = [os.path.join(parent, name) for name in staging_folders(target, live=False)]
+    for root in swept:
+        shutil.rmtree(root, ignore_errors=True)
     return swept
 
 
 def _no_space(error):
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return True
-    return "ResourceExhausted" in type(error).__name__ or "No space left on device" in str(error)
+    if "ResourceExhausted" in type(error).__name__ and "OOM when allocating" not in str(error):
+        return True                          # TensorFlow's word for a full disk (not for memory)
+    return "No space left on device" in str(error)
 
 
 @contextlib.contextmanager
@@ -228,3 +242,10 @@ def _commit(staged, target, stage_root, force=False):
         _fsync(os.path.dirname(target) or ".", folder=True)
     except OSError:                          # some file systems refuse fsync on a folder
         pass
+
+
+def commit_file(staged, target):
+    """Move one staged file to ``target`` (fsynced first, never replacing one): a part of an
+    artifact committed ahead of the artifact itself, e.g. an ONNX model's external data."""
+    _fsync(staged)
+    _commit_new(staged, target)

@@ -180,7 +180,8 @@ def _run(doc, result, progress):
     # every option object first, so a bad value stops the pipeline before anything is written
     imp = _options(ImportOptions, doc["import"], force=force)
     exports = [_options(ExportOptions, e, force=force, verify=False, progress=progress) for e in doc.get("export", [])]
-    checks = _options(VerifyOptions, doc.get("verify", {}), reference=imp.output)
+    trusted = {} if "source" in doc.get("verify", {}) else {"source": doc["source"]["path"]}   # named here
+    checks = _options(VerifyOptions, doc.get("verify", {}), reference=imp.output, **trusted)
     from mwconv.formats import check_replaceable
     for target, kind in [(imp.output, "keras")] + [(e.output, e.format) for e in exports]:
         check_target(target, force)

@@ -115,3 +115,70 @@ def test_a_target_that_appears_meanwhile_is_never_replaced(tmp_path, monkeypatch
                 f.write("mine")
     assert (sorted(os.listdir(target)) == ["mine"]) if as_folder else target.read_text() == "mine"
     assert _leftovers(tmp_path) == []
+
+
+ONNX_WRITER = """
+import os, signal, sys
+import mwconv.outputs as outputs
+from mwconv.convert import exporter
+from mwconv.formats import onnx_file
+onnx_file.ONNX_EXTERNAL_THRESHOLD = 0                    # external data, on a small model
+source, target, force, kill = sys.argv[1], sys.argv[2], sys.argv[3] == "1", sys.argv[4] == "1"
+commit = outputs._commit
+def killing_commit(staged, final, stage_root, force=False):
+    if kill and final.endswith(".onnx"):                 # the data file is committed; the model is next
+        os.kill(os.getpid(), signal.SIGKILL)
+    return commit(staged, final, stage_root, force)
+outputs._commit = killing_commit
+exporter.export(source, "onnx", target, force=force, verify=False)
+"""
+
+
+def _onnx_outputs(path, x):
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def _export_onnx(source, target, force, kill):
+    return subprocess.run([sys.executable, "-c", ONNX_WRITER, str(source), str(target), "1" if force else "0",
+                           "1" if kill else "0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["new-target", "force"])
+def test_a_kill_between_the_onnx_data_and_model_commits(tmp_path, force):
+    """The model always points at the data written with it: killed after its data file was
+    committed, a run leaves the previous model and its data untouched, and the next run
+    removes what the killed one left."""
+    import keras
+    import numpy as np
+    import onnx
+
+    from mwconv.formats.onnx_data import referenced_data
+
+    inp = keras.Input((8,), name="x")
+    keras.Model(inp, keras.layers.Dense(4, name="d")(inp)).save(tmp_path / "m.keras")
+    keras.Model(inp, keras.layers.Dense(4, name="d")(inp)).save(tmp_path / "other.keras")   # other weights
+    target, x = tmp_path / "out" / "model.onnx", np.ones((2, 8), np.float32)
+    (tmp_path / "out").mkdir()
+    if force:
+        assert _export_onnx(tmp_path / "m.keras", target, False, False).returncode == 0
+        before = {n: (tmp_path / "out" / n).read_bytes() for n in os.listdir(tmp_path / "out")}
+        expected = _onnx_outputs(target, x)
+    killed = _export_onnx(tmp_path / "other.keras", target, force, True)
+    assert killed.returncode == -9, killed.stderr
+    names = sorted(os.listdir(tmp_path / "out"))
+    data = [n for n in names if n.endswith(".data")]
+    if force:
+        assert len(data) == 2                        # the previous model's data and the killed run's
+        assert all((tmp_path / "out" / n).read_bytes() == b for n, b in before.items())
+        np.testing.assert_array_equal(_onnx_outputs(target, x), expected)
+    else:
+        assert not target.exists() and len(data) == 1
+    rerun = _export_onnx(tmp_path / "m.keras", target, True, False)
+    assert rerun.returncode == 0, rerun.stderr
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert len(files) == 2 and "model.onnx" in files, files
+    assert referenced_data(target) == {str(tmp_path / "out" / n) for n in files if n.endswith(".data")}
+    onnx.checker.check_model(str(target))
+    np.testing.assert_allclose(_onnx_outputs(target, x), keras.saving.load_model(tmp_path / "m.keras")(x), atol=1e-5)

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -257,10 +258,23 @@ def test_require_gpu_turns_the_skip_into_a_failure(every_kind):
 
 # -- source check, CLI, JSON schema ------------------------------------------------------
 def test_source_check_runs_the_original_tf_keras_model(samples, tmp_path):
-    run_cli("import", samples / "tfkeras2_full.h5", "-o", tmp_path / "m.keras")
-    report = verify(tmp_path / "m.keras", tmp_path / "m.keras", checks=["source"])
-    check = report.check("source")
-    assert check.status == "pass" and check.details["source"] == str(samples / "tfkeras2_full.h5")
+    """The recorded source is looked up in the artifact's folder only, and used only when its
+    sha256 is the recorded one; --source names any file."""
+    original = samples / "tfkeras2_full.h5"
+    run_cli("import", original, "-o", tmp_path / "m.keras")
+    check = verify(tmp_path / "m.keras", tmp_path / "m.keras", checks=["source"]).check("source")
+    assert check.status == "skipped"
+    assert check.message == (f"the recorded source {original} is not in the artifact's folder (a recorded path "
+                             "outside it is never followed; pass --source to check it)")
+    check = verify(tmp_path / "m.keras", tmp_path / "m.keras", checks=["source"], source=str(original)).check("source")
+    assert check.status == "pass" and check.details["source"] == str(original)
+    shutil.copy(original, tmp_path / "tfkeras2_full.h5")        # a bundle: the source beside the artifact
+    check = verify(tmp_path / "m.keras", tmp_path / "m.keras", checks=["source"]).check("source")
+    assert check.status == "pass" and check.details["source"] == str(tmp_path / "tfkeras2_full.h5")
+    with h5py.File(tmp_path / "tfkeras2_full.h5", "a") as f:     # not the file that was imported
+        f.attrs["note"] = "changed"
+    check = verify(tmp_path / "m.keras", tmp_path / "m.keras", checks=["source"]).check("source")
+    assert check.status == "skipped" and "its sha256 differs from the manifest's" in check.message
 
 
 def test_cli_exit_codes_and_json_schema(every_kind, tmp_path):

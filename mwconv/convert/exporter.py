@@ -62,7 +62,9 @@ def _tree_size(path):
 
 def _written_bytes(out):
     """The artifact's bytes, with an ONNX model's external data file beside it."""
-    return sum(_tree_size(p) for p in (os.fspath(out), f"{os.fspath(out)}.data") if os.path.exists(p))
+    from mwconv.formats.onnx_data import referenced_data
+    extra = referenced_data(out) if os.fspath(out).endswith(".onnx") else set()
+    return sum(_tree_size(p) for p in (os.fspath(out), *sorted(extra)) if os.path.exists(p))
 
 
 def export(model, fmt=None, out=None, *, options=None, **fields):

@@ -3,6 +3,7 @@ full-model files, and generic trees of datasets. h5py datasets are lazy, so a
 tensor is only read when asked for."""
 
 import dataclasses
+import json
 
 import h5py
 import numpy as np
@@ -190,6 +191,7 @@ class HDF5Source(Source):
         from mwconv.modelio import keras_api
         keras = keras_api()
         version = self._metadata.get("keras_version") or ""
+        self.audit()
         try:
             if version.startswith("3."):
                 return stable_paths(keras.saving.load_model(self.path, compile=False, safe_mode=True))
@@ -200,16 +202,33 @@ class HDF5Source(Source):
             raise InputRejected(f"cannot rebuild the model stored in this file ({inner_reason(e)}); pass --model",
                                 path=self.path) from e
 
+    def audit(self):
+        """Refuse (exit 3) a stored config that would run code or that declares weights the
+        file's tensors cannot back; decided on the parsed config, before anything is built."""
+        from mwconv.formats.config_audit import check_declared_sizes, refuse_code
+        config = self._stored_config()
+        refuse_code(config, self.path)
+        check_declared_sizes(config, sum(i.nbytes for i in self._infos.values()), self.path)
+        return config
+
     def run_model(self, inputs):
-        """A Keras full-model .h5 run by tf-keras itself (Lambda layers are never run)."""
+        """A Keras full-model .h5 run by tf-keras itself, rebuilt from the config audited here
+        (never from the file a second time) in tf-keras's safe mode, its weights then read."""
         if not self.has_architecture:
             return super().run_model(inputs)
-        config = self._file.attrs.get("model_config")
-        if b"Lambda" in (config if isinstance(config, bytes) else str(config).encode()):
-            return None, "the source holds a Lambda layer, which is not run (unsafe)"
+        try:
+            config = self.audit()
+        except InputRejected as e:
+            return None, f"the source is not run: {e.reason}"
+        from mwconv import _compat
         from mwconv._quiet import import_quietly
         tf_keras = import_quietly("tf_keras")
-        model = tf_keras.models.load_model(self.path, compile=False)
+        try:
+            with _compat.tf_keras_safe_mode():
+                model = tf_keras.models.model_from_json(json.dumps(config))
+            model.load_weights(self.path)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            return None, f"tf-keras cannot rebuild the source ({inner_reason(e)})"
         names = [t.name.split(":")[0] for t in model.inputs]
         if not all(n in inputs for n in names):
             return None, f"the source's inputs {names} are not the artifact's"

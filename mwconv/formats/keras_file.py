@@ -50,6 +50,18 @@ def check_keras_zip(path, crc_skip=()):
     return config, manifest
 
 
+def audit_config(path, config):
+    """The archive's ``config.json`` refused (exit 3) before anything is built when it would
+    run code or declares weights that the archive's members cannot hold."""
+    from mwconv.formats.config_audit import check_declared_sizes, refuse_code
+    if config is None:
+        return
+    refuse_code(config, path)
+    with zipfile.ZipFile(path) as zf:
+        held = sum(i.file_size for i in zf.infolist() if i.filename not in ("config.json", "metadata.json"))
+    check_declared_sizes(config, held, path, where="the archive")
+
+
 def read_keras(path):
     """``(model, embedded manifest or None)``: the archive checked once, the model loaded once."""
     model, _, manifest = load_keras(path)
@@ -70,6 +82,7 @@ def load_keras(path, compile=False):
     stored = None if compile else _in_place(path)
     from mwconv.formats.keras_zip import WEIGHTS_MEMBER, CrcCheck
     config, manifest = check_keras_zip(path, (WEIGHTS_MEMBER,) if stored else ())
+    audit_config(path, config)
     crc = CrcCheck(path, *stored) if stored else None
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
     from mwconv.layers.conversion import stable_paths

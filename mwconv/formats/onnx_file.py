@@ -13,7 +13,8 @@ from mwconv.formats.base import Source, parse_json, resolve_inside
 from mwconv.formats.format import Format
 from mwconv.formats.onnx_convert import convert_function
 from mwconv.formats.tf_functions import stateless_function
-from mwconv.outputs import atomic_output, check_target
+from mwconv.formats.onnx_data import data_name, sweep_data
+from mwconv.outputs import atomic_output, commit_file
 
 MANIFEST_KEY = "mwconv_manifest"
 LEAN_MIN_BYTES = 1 << 20    # embedded initializers from this size are left in the file (onnx_wire)
@@ -315,22 +316,25 @@ def write(model, target, manifest, options):
     _constants_to_initializers(proto, constants)
     entry = proto.metadata_props.add()
     entry.key, entry.value = "mwconv_manifest", json.dumps(manifest)
-    data_name = os.path.basename(target) + ".data"
-    data_target = os.path.join(os.path.dirname(os.path.abspath(target)), data_name)
-    if large:
-        check_target(data_target, force)
     from mwconv import progress
-    with atomic_output(target, force=force) as staged, \
-            progress.tensor_bar("writing ONNX weights", weight_bytes) as bar:
-        if large:
-            staged_data = os.path.join(os.path.dirname(staged), data_name)
-            options.note(f"writing {weight_bytes} bytes of weights to {data_name}")
-            _attach_external(proto, weights, staged, staged_data, data_name, bar)
-            os.replace(staged_data, data_target)
-        else:
-            _write_embedded(proto, weights, staged, bar)
-    if not large and force and os.path.isfile(data_target):
-        os.remove(data_target)      # the external data of the model this embedded one replaced
+    committed = None
+    try:
+        with atomic_output(target, force=force) as staged, \
+                progress.tensor_bar("writing ONNX weights", weight_bytes) as bar:
+            if large:
+                name = data_name(target, staged)
+                staged_data = os.path.join(os.path.dirname(staged), name)
+                options.note(f"writing {weight_bytes} bytes of weights to {name}")
+                _attach_external(proto, weights, staged, staged_data, name, bar)
+                committed = os.path.join(os.path.dirname(os.path.abspath(target)), name)
+                commit_file(staged_data, committed)     # a name no other model points at
+            else:
+                _write_embedded(proto, weights, staged, bar)
+    except BaseException:
+        if committed and os.path.exists(committed):
+            os.remove(committed)                        # the model did not follow: its data goes too
+        raise
+    sweep_data(target)
 
 
 # -- verifying ----------------------------------------------------------------------

@@ -5,9 +5,9 @@ import os
 import numpy as np
 
 from mwconv import modelio
-from mwconv.errors import shorten
+from mwconv.errors import printable, shorten
 from mwconv.layers.statistics import FIXED, OPTED_IN, TRAINS, model_statistics
-from mwconv.manifest import sha256_array
+from mwconv.manifest import sha256_array, sha256_file
 from mwconv.verification.compare import compare_outputs
 from mwconv.verification.report import FAIL, PASS, SKIPPED, Check
 
@@ -91,13 +91,29 @@ def check_train_step(art, inputs, ref_outputs):
     return Check("train-step", FAIL if problems else PASS, msg, problems, details)
 
 
-def _recorded_source(manifest):
+def recorded_source(manifest, artifact):
+    """``(path, None)`` for the source that the artifact's manifest records, or ``(None,
+    reason)``. The manifest is untrusted input: its path is looked up in the artifact's
+    folder only (as recorded when relative, else by its file name), never outside it, and
+    used only when the file's sha256 is the one recorded."""
     files = {(p.get("source_file"), p.get("source_sha256")) for p in
-             (w.get("provenance") for w in (manifest or {}).get("weights", [])) if p}
+             (w.get("provenance") for w in (manifest or {}).get("weights", [])) if isinstance(p, dict)}
     if len(files) != 1:
-        return None
+        return None, "no runnable source recorded in the manifest (pass --source)"
     (path, sha), = files
-    return path if path and os.path.exists(path) else None
+    if not isinstance(path, str) or not path:
+        return None, "no runnable source recorded in the manifest (pass --source)"
+    folder = os.path.realpath(os.path.dirname(os.path.abspath(artifact)))
+    names = ([path] if not os.path.isabs(path) else []) + [os.path.basename(path)]
+    found = [c for c in (os.path.realpath(os.path.join(folder, n)) for n in names)
+             if os.path.commonpath([folder, c]) == folder and os.path.isfile(c)]
+    if not found:
+        return None, (f"the recorded source {printable(path)} is not in the artifact's folder (a recorded path "
+                      "outside it is never followed; pass --source to check it)")
+    if not isinstance(sha, str) or sha256_file(found[0]) != sha:
+        return None, (f"{printable(found[0])} is not the recorded source (its sha256 differs from the manifest's; "
+                      "pass --source to check it anyway)")
+    return found[0], None
 
 
 def run_source(path, inputs):
@@ -108,9 +124,10 @@ def run_source(path, inputs):
 
 
 def check_source(art, source, inputs, names, atol, rtol):
-    source = source or _recorded_source(art.manifest)
     if source is None:
-        return Check("source", SKIPPED, "no runnable source recorded in the manifest (pass --source)")
+        source, reason = recorded_source(art.manifest, art.path)
+        if source is None:
+            return Check("source", SKIPPED, reason)
     outputs, reason = run_source(source, inputs)
     if outputs is None:
         return Check("source", SKIPPED, reason, details={"source": source})
