@@ -329,3 +329,29 @@ def test_tensorflow_out_of_memory_is_the_machines_when_it_would_fit():
                             "more than this machine has free (64.0 GiB in all); close other programs, or run on a "
                             "machine with more memory")
     assert as_failure(error, memory=4 << 30).exit_code == 3
+
+
+# -- SavedModels: a graph that touches files or calls Python is never run -------------------
+@pytest.mark.parametrize("op", ["WriteFile", "EagerPyFunc"])
+def test_a_saved_model_whose_graph_writes_files_or_calls_python_is_never_loaded(tmp_path, op):
+    import tensorflow as tf
+
+    marker = tmp_path / "RAN"
+
+    class Writer(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x):
+            if op == "WriteFile":
+                tf.io.write_file(str(marker), tf.strings.as_string(tf.reduce_sum(x)))
+                return {"y": x * 2.0}
+            return {"y": tf.py_function(lambda t: t * 2.0, [x], tf.float32)}
+    module = Writer()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    assert not marker.exists()
+    inp = keras.Input((4,), name="x")
+    keras.Model(inp, keras.layers.Dense(4)(inp)).save(tmp_path / "ref.keras")
+    code, _, err = run_cli("verify", tmp_path / "sm", "--reference", tmp_path / "ref.keras")
+    assert code == 3 and not marker.exists()
+    words = "calls Python" if op == "EagerPyFunc" else "reads or writes files"
+    assert err.startswith(f"mwconv: error: {tmp_path / 'sm'}: its graph runs the op {op} (node ")
+    assert err.strip().endswith(f"{words}: refused, since mwconv never runs code from a file")

@@ -51,6 +51,7 @@ class SavedModelSource(Source):
             meta = sm.meta_graphs[0]
         except (DecodeError, IndexError, OSError) as e:
             raise InputRejected(f"corrupt saved_model.pb ({e})", path=pb) from e
+        self.meta_graph = meta
         _check_inside(self.path)
         prefix = os.path.join(self.path, "variables", "variables")
         try:
@@ -176,6 +177,8 @@ class SavedModelArtifact(Artifact):
         tf = import_quietly("tensorflow")
         self.source = SavedModelSource(self.path)
         self.manifest = self.source.manifest()
+        from mwconv.formats.graph_audit import audit_saved_model
+        audit_saved_model(self.source.meta_graph, self.path)        # before TensorFlow runs any of it
         self.loaded = tf.saved_model.load(self.path)
         if "serving_default" not in self.loaded.signatures:
             raise InputRejected("has no serving_default signature", path=self.path)
