@@ -9,6 +9,7 @@ their effective trainable flags, and variables Keras does not track.
 
 import numpy as np
 
+from mwconv import _compat
 from mwconv.manifest import weight_array  # noqa: F401  (read a weight without a copy)
 
 
@@ -23,7 +24,7 @@ def keras_api():
 def input_specs(model):
     """[(name, shape, dtype)] in the model's flat input order."""
     keras = keras_api()
-    struct = getattr(model, "_inputs_struct", None)
+    struct = _compat.inputs_struct(model)
     tensors = keras.tree.flatten(struct) if struct is not None else list(model.inputs)
     return [(t.name, tuple(t.shape), str(t.dtype)) for t in tensors]
 
@@ -32,8 +33,8 @@ def output_names(model):
     keras = keras_api()
     names = []
     for t in keras.tree.flatten(model.outputs):
-        history = getattr(t, "_keras_history", None)
-        names.append(history.operation.name if history is not None else t.name)
+        layer = _compat.producing_layer(t)
+        names.append(layer.name if layer is not None else t.name)
     if len(set(names)) != len(names):
         names = [f"output_{i}" for i in range(len(names))]
     return names
@@ -42,7 +43,7 @@ def output_names(model):
 def pack_inputs(model, inputs):
     """Arrange ``{name: array}`` the way the model was built (dict, list or single)."""
     keras = keras_api()
-    struct = getattr(model, "_inputs_struct", None)
+    struct = _compat.inputs_struct(model)
     names = [n for n, _, _ in input_specs(model)]
     flat = [inputs[n] for n in names]
     if struct is None:
@@ -118,7 +119,7 @@ def untracked_variables(model):
         tracked.add(id(v))
         tracked.add(id(getattr(v, "value", None)))
     found = []
-    for layer in model._flatten_layers(include_self=True, recursive=True):
+    for layer in _compat.flatten_layers(model):
         for attr, value in vars(layer).items():
             cls = type(value)
             is_variable = "Variable" in cls.__name__ and cls.__module__.split(".")[0] in ("tensorflow", "torch", "jax")

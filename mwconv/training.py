@@ -18,6 +18,7 @@ import dataclasses
 import fnmatch
 import warnings
 
+from mwconv import _compat
 from mwconv.errors import UsageError
 
 
@@ -90,13 +91,13 @@ def _can_train(layer, name, variable):
         return next(requested for n, requested, _ in order if n == name)
     if "/" in name:                      # a sub-layer's weight: as its own layer created it
         return any(v is variable for v in _sub_trainable(layer))
-    return any(v is variable for v in layer._trainable_variables)
+    return any(v is variable for v in _compat.own_trainable_variables(layer))
 
 
 def _sub_trainable(layer):
     out = []
-    for sub in layer._flatten_layers(include_self=False, recursive=True):
-        out += getattr(sub, "_trainable_variables", [])
+    for sub in _compat.flatten_layers(layer, include_self=False):
+        out += _compat.own_trainable_variables(sub)
     return out
 
 
@@ -112,8 +113,8 @@ def _adopt(layer):
     cls = mixed_class_for(layer)
     if cls is None:
         return None
-    order = tuple((v.name, True, False) for v in layer._trainable_variables)
-    order += tuple((v.name, False, False) for v in layer._non_trainable_variables)
+    order = tuple((v.name, True, False) for v in _compat.own_trainable_variables(layer))
+    order += tuple((v.name, False, False) for v in _compat.own_non_trainable_variables(layer))
     layer.__class__ = cls
     layer.frozen, layer.update_statistics, layer._mixed_order = [], False, order
     if isinstance(layer, KernelVariantsMixin):

@@ -6,6 +6,7 @@ import os
 import re
 import sys
 
+from mwconv import _compat
 from mwconv.convert.matching import Target
 from mwconv.errors import InputRejected
 from mwconv.modelio import keras_api
@@ -65,7 +66,7 @@ def saved_order(layer):
     """The layer's variables in the order its save_own_variables writes them."""
     if hasattr(layer, "saved_variables"):
         return layer.saved_variables()
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+    return _compat.own_variables(layer)
 
 
 def catalogue(model):

@@ -134,14 +134,13 @@ def _in_place(path):
 
 def _load_in_place(keras, path, config, stored):
     """Build the model from its config and read its weights from the member where it lies."""
-    from keras.src.saving.serialization_lib import ObjectSharingScope
-
-    from mwconv.formats.keras_zip import StoredMember, zeros_until_loaded
+    from mwconv import _compat
+    from mwconv.formats.keras_zip import StoredMember
     if config is None:
         with zipfile.ZipFile(path) as zf:
             config = json.loads(zf.read("config.json"))
     config = dict(config, compile_config=None)
-    with ObjectSharingScope(), zeros_until_loaded(keras):
+    with _compat.object_sharing_scope(), _compat.variables_start_as_zeros(keras):
         model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     member = StoredMember(path, stored[0], stored[1].file_size)
     try:

@@ -9,7 +9,6 @@ h5py reads like a file. The member's CRC-32 is checked on a second thread while
 the model is built and filled, so corruption is still refused.
 """
 
-import contextlib
 import io
 import os
 import struct
@@ -136,32 +135,3 @@ class CrcCheck:
         self._thread.join()
         return self._error
 
-
-@contextlib.contextmanager
-def zeros_until_loaded(keras):
-    """Variables created inside start as zeros, whatever their initializer: for a model whose
-    every variable is then assigned from its file (Keras's loader refuses a file that misses
-    any), drawing random values first costs time and a copy's page faults for nothing. The
-    layers keep their initializers, so their configs are unchanged."""
-    cls = keras.Variable
-    original = getattr(cls, "_initialize_with_initializer", None)
-    if original is None:        # a Keras without this hook: initializers run as usual
-        yield
-        return
-    own = "_initialize_with_initializer" in cls.__dict__
-    zeros = keras.initializers.Zeros()
-
-    def initialize(self, initializer):
-        # a SeedGenerator's state is not in the weights file: it keeps the value its seed gives
-        if self.name == "seed_generator_state":
-            return original(self, initializer)
-        return original(self, zeros)
-
-    cls._initialize_with_initializer = initialize
-    try:
-        yield
-    finally:
-        if own:
-            cls._initialize_with_initializer = original
-        else:
-            del cls._initialize_with_initializer

@@ -26,8 +26,8 @@ def _read_header(fp, path, name):
         elif version == (2, 0):
             shape, fortran, dtype = npformat.read_array_header_2_0(fp)
         else:
-            from numpy.lib._format_impl import _read_array_header
-            shape, fortran, dtype = _read_array_header(fp, version)
+            from mwconv import _compat
+            shape, fortran, dtype = _compat.read_npy_header(fp, version)
     except (ValueError, OSError, SyntaxError, EOFError, TypeError, KeyError, tokenize.TokenError) as e:
         # numpy parses the header as a Python literal: a damaged one fails in many ways
         raise InputRejected(f"corrupt or truncated .npy header ({e})", path=path, tensor=name) from e

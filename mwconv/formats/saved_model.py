@@ -141,13 +141,20 @@ def restored_variables(loaded, unique=False):
 def _write_staged(model, staged, manifest):
     import tensorflow as tf
 
+    from mwconv import _compat
     model = with_tf_flags(model)
-    for v in model.weights:       # store each weight under mwconv's stable path (layers.conversion.stable_paths)
-        if v.value.name != f"{v.path}:0":
-            v.value._handle_name = f"{v.path}:0"
+    # each weight stored under mwconv's stable path (layers.conversion.stable_paths), for this save only
+    names = [(v.value, f"{v.path}:0") for v in model.weights if v.value.name != f"{v.path}:0"]
+    with _compat.saved_names(names):
+        _save_root(tf, _compat.auto_trackable(tf), model, staged)
+    os.makedirs(os.path.join(staged, "assets.extra"), exist_ok=True)
+    with open(os.path.join(staged, "assets.extra", "mwconv_manifest.json"), "w", encoding="utf8") as f:
+        f.write(dumps(manifest))
+
+
+def _save_root(tf, root, model, staged):
     serve, _ = serving_function(model)
     weights = {id(v) for v in model.weights}
-    root = tf.__internal__.tracking.AutoTrackable()
     trainable = {id(v) for v in model.trainable_weights}
     # every variable is referenced from these lists and stored once
     root.trainable_variables = [v.value for v in model.weights if id(v) in trainable]
@@ -156,9 +163,6 @@ def _write_staged(model, staged, manifest):
     root.other_state = [v.value for v in model.variables if id(v) not in weights]
     root.serve = serve
     tf.saved_model.save(root, staged, signatures={"serving_default": serve.get_concrete_function()})
-    os.makedirs(os.path.join(staged, "assets.extra"), exist_ok=True)
-    with open(os.path.join(staged, "assets.extra", "mwconv_manifest.json"), "w", encoding="utf8") as f:
-        f.write(dumps(manifest))
 
 
 def write(model, out, manifest, options):

@@ -1,6 +1,6 @@
 """TensorFlow functions of a Keras model, shared by the SavedModel and ONNX writers."""
 
-import contextlib
+from mwconv import _compat
 
 
 # -- SavedModel ------------------------------------------------------------------
@@ -65,7 +65,7 @@ def stateless_function(model):
                                          modelio.pack_inputs(model, dict(zip(names, inputs))), training=False)
         return dict(zip(outputs, keras.tree.flatten(result)))
 
-    with _plain_grouped_convolutions(tf):
+    with _compat.plain_grouped_convolutions(tf):
         concrete = serve.get_concrete_function()     # traced now; tf2onnx reuses this trace
     return serve, signature, dict(zip(weight_names, variables)), captured_constants(concrete)
 
@@ -79,28 +79,4 @@ def captured_constants(concrete):
     return {p.name: t.numpy() for p, t in zip(placeholders, captured)
             if t.dtype.name != "resource" and hasattr(t, "numpy")}
 
-
-@contextlib.contextmanager
-def _plain_grouped_convolutions(tf):
-    """Keras's TensorFlow backend runs a grouped convolution (groups > 1, ConvNeXt's depthwise
-    7x7) as an XLA-compiled function, which tf2onnx cannot read. While the ONNX export traces
-    the model, it is the plain Conv2D op, which tf2onnx writes as an ONNX Conv with ``group``."""
-    try:
-        from keras.src.backend.tensorflow import nn as tf_nn
-    except ImportError:         # another Keras layout: leave it as it is
-        yield
-        return
-    original = tf_nn.conv
-
-    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-        data_format = tf_nn.backend.standardize_data_format(data_format)
-        return tf.nn.convolution(inputs, kernel, strides, padding.upper(),
-                                 data_format=tf_nn._convert_data_format(data_format, len(inputs.shape)),
-                                 dilations=dilation_rate)
-
-    tf_nn.conv = conv
-    try:
-        yield
-    finally:
-        tf_nn.conv = original
 

@@ -7,6 +7,7 @@ it, so a caller that owns the original can drop it first: the weights then
 exist once at a time (see ``import_weights``).
 """
 
+from mwconv import _compat
 from mwconv.errors import InputRejected
 
 
@@ -87,7 +88,7 @@ def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozense
     config = keras.saving.serialize_keras_object(model)
     zero = {}
     for layer in model.layers:
-        for v in layer._trainable_variables + layer._non_trainable_variables:
+        for v in _compat.own_variables(layer):
             if v.path in overwritten:
                 zero.setdefault(layer.name, set()).add(f"{v.name}_initializer")
     originals = {}
@@ -133,10 +134,10 @@ def stable_paths(model):
     from mwconv.layers.mixin import nested_weights
 
     for layer in model.layers:
-        for v in list(layer._trainable_variables) + list(layer._non_trainable_variables):
-            v._path = f"{layer.name}/{v.name}"
+        for v in _compat.own_variables(layer):
+            _compat.set_variable_path(v, f"{layer.name}/{v.name}")
         for name, v in nested_weights(layer).items():
-            v._path = f"{layer.name}/{name}"
+            _compat.set_variable_path(v, f"{layer.name}/{name}")
     return model
 
 

@@ -23,6 +23,8 @@ training may change:
 """
 
 import numpy as np
+
+from mwconv import _compat
 import keras
 from keras import ops
 
@@ -53,12 +55,12 @@ def nested_weights(layer):
     found = {}
 
     def walk(sub, prefix):
-        for v in list(sub._trainable_variables) + list(sub._non_trainable_variables):
+        for v in _compat.own_variables(sub):
             found.setdefault(f"{prefix}{v.name}", v)
-        for child in sub._flatten_layers(include_self=False, recursive=False):
+        for child in _compat.flatten_layers(sub, include_self=False, recursive=False):
             walk(child, f"{prefix}{child.name}/")
 
-    for child in layer._flatten_layers(include_self=False, recursive=False):
+    for child in _compat.flatten_layers(layer, include_self=False, recursive=False):
         walk(child, f"{child.name}/")
     return found
 
@@ -70,9 +72,7 @@ def set_variable_trainable(variable, trainable):
     Torch's ``requires_grad`` follows Keras's setter by itself. Checked on Keras 3.12 and
     3.15 with TensorFlow 2.21."""
     variable.trainable = bool(trainable)
-    backend_variable = getattr(variable, "_value", None)
-    if backend_variable is not None and hasattr(backend_variable, "_trainable"):
-        backend_variable._trainable = bool(trainable)
+    _compat.set_backend_trainable_flag(variable, trainable)
 
 
 def freeze_variable(variable):
@@ -159,7 +159,7 @@ class MixedWeightsMixin:
         """The layer's variables in the order the stock layer saves them (its trainable
         weights, then its non-trainable ones, then mwconv's extras), whatever is frozen."""
         by_name = {}
-        for v in self._trainable_variables + self._non_trainable_variables:
+        for v in _compat.own_variables(self):
             by_name.setdefault(v.name, v)
         order = self._mixed_order
         names = [n for n, t, e in order if t and not e] + [n for n, t, e in order if not t and not e]

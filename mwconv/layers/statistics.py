@@ -21,6 +21,8 @@ True
 
 import keras
 
+from mwconv import _compat
+
 STATISTICS_LAYERS = (keras.layers.BatchNormalization,)
 """The built-in layers whose computation depends on their ``trainable`` flag."""
 
@@ -29,12 +31,12 @@ TRAINS, OPTED_IN, FIXED = "trains", "opted-in", "fixed"
 
 def walk_layers(model):
     """Every layer below ``model`` (nested models and sub-layers included), depth first."""
-    return list(model._flatten_layers(include_self=False, recursive=True))
+    return _compat.flatten_layers(model, include_self=False)
 
 
 def own_weights(layer):
     """The weights ``layer`` created itself (not its sub-layers')."""
-    return list(layer._trainable_variables) + list(layer._non_trainable_variables)
+    return _compat.own_variables(layer)
 
 
 def statistic_names(layer):
@@ -43,7 +45,7 @@ def statistic_names(layer):
     order = getattr(layer, "_mixed_order", None)
     if order:
         return [name for name, requested, extra in order if not requested and not extra]
-    return [v.name for v in layer._non_trainable_variables]
+    return [v.name for v in _compat.own_non_trainable_variables(layer)]
 
 
 def runs_frozen(layer):
@@ -86,7 +88,7 @@ def model_statistics(model):
 
 def has_statistics(layer):
     """Whether ``layer`` or one of its sub-layers holds moving statistics."""
-    return any(isinstance(s, STATISTICS_LAYERS) for s in layer._flatten_layers(include_self=True, recursive=True))
+    return any(isinstance(s, STATISTICS_LAYERS) for s in _compat.flatten_layers(layer))
 
 
 def settle_sublayers(layer):
@@ -95,7 +97,7 @@ def settle_sublayers(layer):
     the outer layer opted in; one with a trainable weight trains. Called after the outer
     layer froze or unfroze its nested weights."""
     opted_in = getattr(layer, "update_statistics", False)
-    for sub in layer._flatten_layers(include_self=False, recursive=True):
+    for sub in _compat.flatten_layers(layer, include_self=False):
         if not isinstance(sub, STATISTICS_LAYERS) or hasattr(sub, "frozen"):   # a mixed one settles itself
             continue
         weights = own_weights(sub)
@@ -103,7 +105,7 @@ def settle_sublayers(layer):
         all_frozen = bool(parameters) and not any(v.trainable for v in weights)
         wanted = not (all_frozen and not opted_in)
         if sub.trainable != wanted:
-            sub._trainable = wanted          # not the setter: it would reset every weight's flag
+            _compat.set_layer_trainable_flag(sub, wanted)   # not the setter: it resets every weight's flag
 
 
 def weights_that_stay(model):

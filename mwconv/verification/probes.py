@@ -3,6 +3,7 @@ the input signature (integer ids stay inside every embedding's vocabulary)."""
 
 import numpy as np
 
+from mwconv import _compat
 from mwconv.errors import InputRejected, UsageError, os_reason
 
 EMBEDDING_CLASSES = ("Embedding", "FrozenEmbedding")
@@ -10,7 +11,7 @@ EMBEDDING_CLASSES = ("Embedding", "FrozenEmbedding")
 
 def vocabulary(model):
     """The smallest input_dim of the model's embedding layers, or None."""
-    sizes = [getattr(layer, "input_dim", None) for layer in model._flatten_layers(include_self=False, recursive=True)
+    sizes = [getattr(layer, "input_dim", None) for layer in _compat.flatten_layers(model, include_self=False)
              if type(layer).__name__ in EMBEDDING_CLASSES]
     sizes = [s for s in sizes if s]
     return min(sizes) if sizes else None
