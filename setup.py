@@ -1,7 +1,8 @@
 from setuptools import find_packages, setup
 
 # Compatible ranges here; the exact versions CI and scripts/venv.sh test with
-# live in constraints.txt (pip install -c constraints.txt -e .).
+# live in constraints.txt (pip install -c constraints.txt -e .). Every lower bound is a
+# release that scripts/compat.sh runs (its "oldest" set, compat/oldest.txt).
 setup(
     name="mwconv",
     version="0.1.0",
@@ -10,17 +11,17 @@ setup(
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["mwconv", "mwconv.*"]),
     install_requires=[
-        "tensorflow>=2.16,<2.22",
-        "keras>=3.8,<4",
-        "tf-keras>=2.16,<2.22",
-        "h5py>=3.10,<4",
+        "tensorflow>=2.17.1,<2.22",
+        "keras>=3.10,<4",
+        "tf-keras>=2.17,<2.22",
+        "h5py>=3.11,<4",
         "numpy>=1.26,<3",
-        "onnx>=1.16,<2",
-        "onnxruntime>=1.18,<2",
-        "tf2onnx>=1.16,<2",
-        "click>=8.1,<9",
-        "safetensors>=0.4,<1",
-        "tqdm>=4.60,<5",
+        "onnx>=1.17,<2",
+        "onnxruntime>=1.20.1,<2",
+        "tf2onnx>=1.16.1,<2",
+        "click>=8.1.7,<9",
+        "safetensors>=0.4.5,<1",
+        "tqdm>=4.66.5,<5",
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={

@@ -211,6 +211,11 @@ def test_keras_archives_holding_code_are_refused_before_building(tmp_path, form,
     ({"class_name": "Dense", "config": {"name": "d", "activation": {"class_name": "function", "config": {"x": 1},
                                                                     "module": "keras.activations"}}},
      "layer 'd' holds a function that is not named"),
+    ({"class_name": "Dense", "config": {"name": "d", "activation": {"class_name": "function", "config": "write_file",
+                                                                    "module": "tensorflow.io"}}},
+     "layer 'd' names the module 'tensorflow.io', which would be imported"),
+    ({"class_name": "Dense", "config": {"name": "d", "kernel_initializer": {           # as tf-keras records it
+        "class_name": "VarianceScaling", "module": "tensorflow.python.ops.init_ops_v2", "config": {}}}}, None),
     ({"class_name": "Functional", "config": {"name": "m", "layers": [{"class_name": "Bidirectional", "config": {
         "name": "bi", "layer": {"class_name": "LSTM", "config": {"name": "l", "units": 3}}}}]}}, None),
 ])

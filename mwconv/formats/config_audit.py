@@ -40,9 +40,12 @@ SIZE_FLOOR = 16 << 20
 
 
 def _allowed_module(module, config):
-    """A model library's module, or an object that this process registered with Keras (found
-    in the registry, never imported)."""
-    if module.split(".")[0] in MODULE_ROOTS:
+    """A model library's module (for a class, TensorFlow's too: tf-keras records
+    ``tensorflow.python.ops.init_ops_v2`` for its initializers), or an object that this
+    process registered with Keras (found in the registry, never imported). A function from
+    TensorFlow is refused: ``tf.io.write_file`` as an activation would write files."""
+    root = module.split(".")[0]
+    if root in MODULE_ROOTS or (root == "tensorflow" and config.get("class_name") != "function"):
         return True
     import keras
     name = config.get("registered_name") or config.get("class_name")

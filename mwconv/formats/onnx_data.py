@@ -20,9 +20,9 @@ def data_name(target, staged):
 
 def referenced_data(model_path):
     """The external data files that the ONNX model at ``model_path`` points at."""
-    import onnx
+    from mwconv.formats.onnx_wire import lean_load
     try:
-        model = onnx.load(model_path, load_external_data=False)
+        model, _ = lean_load(model_path)          # embedded weights stay in the file, not in memory
     except Exception:  # noqa: BLE001 - unreadable (or absent): it points at nothing
         return set()
     folder = os.path.dirname(os.path.abspath(model_path))
