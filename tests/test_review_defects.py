@@ -88,3 +88,24 @@ def test_every_command_names_a_missing_input_the_same_way(args, tmp_path, sample
     line = err.strip().splitlines()[-1]
     assert line.startswith(f"mwconv: error: {missing}") and line.endswith(": no such file or directory"), line
     assert os.listdir(tmp_path) == []
+
+
+# a folder where a file belongs: the rules and pipeline readers say so in their own words,
+# since they also refuse FIFOs, devices and sockets
+NOT_A_FILE = {"--map": "the rules file is not a regular file (a folder, FIFO, device or socket): refused",
+              "run": "the pipeline file is not a regular file (a folder, FIFO, device or socket): refused",
+              "{m}_saved_model": "is a directory but holds no saved_model.pb (not a SavedModel)"}
+
+
+@pytest.mark.parametrize("args", MISSING, ids=[" ".join(a[:2]) + (" " + a[2] if len(a) > 2 else "") for a in MISSING])
+def test_every_command_names_a_folder_given_for_a_file(args, tmp_path, samples, a_model):
+    folder = tmp_path / "absent"
+    argv = [a.format(m=folder, t=tmp_path, src=samples / "tfkeras2_full.h5", model=a_model) for a in args]
+    given = next(a for a in argv if a.startswith(str(folder))).removesuffix(":build")
+    os.mkdir(given)
+    code, _, err = run_cli(*argv)
+    assert code in (2, 3), err
+    line = err.strip().splitlines()[-1]
+    words = next((w for key, w in NOT_A_FILE.items() if key in args), "is a folder, not a file")
+    assert line == f"mwconv: error: {given}: {words}", line
+    assert os.listdir(tmp_path) == [os.path.basename(given)] and os.listdir(given) == []

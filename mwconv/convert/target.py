@@ -35,7 +35,8 @@ def load_model_spec(spec):
     try:
         if module_name.endswith(".py") or os.sep in module_name:
             if not os.path.isfile(module_name):
-                raise InputRejected("no such file or directory", path=module_name)
+                words = "is a folder, not a file" if os.path.isdir(module_name) else "no such file or directory"
+                raise InputRejected(words, path=module_name)
             unique = "mwconv_user_model_" + re.sub(r"\W", "_", os.path.abspath(module_name))
             spec_obj = importlib.util.spec_from_file_location(unique, module_name)
             module = importlib.util.module_from_spec(spec_obj)
