@@ -25,7 +25,7 @@ setup(
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=8", "jsonschema>=4.18", "jax>=0.4.30", "hypothesis>=6.100"],   # jax: no-TensorFlow tests
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "jsonschema>=4.18", "jax>=0.4.30", "hypothesis>=6.100"],   # jax: no-TensorFlow tests
         # PyTorch-exported ONNX blocks are then exported live by the tests (CPU wheels:
         # --index-url https://download.pytorch.org/whl/cpu); without it they read committed exports
         "torch": ["torch>=2.2"],

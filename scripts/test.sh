@@ -3,4 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/venv.sh
-exec .venv/bin/python -m pytest "$@"
+# Two workers (pytest-xdist), each test file in one of them so that its module fixtures are
+# built once; MWCONV_TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -n "${MWCONV_TEST_WORKERS:-2}" --dist loadfile "$@"
