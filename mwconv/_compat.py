@@ -26,6 +26,7 @@ INTERNALS = {
     "keras.Layer._post_build": "the hook after build (overridden by the mixed layers)",
     "keras.Model._inputs_struct": "the structure (dict, list, single) a functional model was built with",
     "KerasTensor._keras_history": "the layer that produced a model output",
+    "keras.Layer._inbound_nodes": "the tensors of each call of a layer (mwconv compare's pairing)",
     "keras.src.saving.serialization_lib.ObjectSharingScope": "shared objects of a config",
     "keras.src.backend.tensorflow.nn.conv / _convert_data_format": "the TensorFlow backend's convolution",
     "tf.__internal__.tracking.AutoTrackable": "a root object to save variables and functions from",
@@ -99,6 +100,39 @@ def producing_layer(tensor):
     """The layer that produced a symbolic tensor (``KerasTensor._keras_history``), or None."""
     history = getattr(tensor, "_keras_history", None)
     return history.operation if history is not None else None
+
+
+def tensor_history(tensor):
+    """``(layer, node index, tensor index)`` that produced a symbolic tensor
+    (``KerasTensor._keras_history``), or None."""
+    history = getattr(tensor, "_keras_history", None)
+    return None if history is None else (history.operation, history.node_index, history.tensor_index)
+
+
+def node_tensors(layer, node_index):
+    """``(input tensors, output tensors)`` of one call of ``layer`` in a functional graph
+    (``Layer._inbound_nodes``: ``layer.output`` exists only for a layer called once), flat."""
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if node_index >= len(nodes):
+        return [], []
+    node = nodes[node_index]
+    return list(node.input_tensors), list(node.output_tensors)
+
+
+def tf_keras_node_tensors(layer, node_index):
+    """The same for a tf-keras layer (``Layer.get_input_at`` / ``get_output_at``, flattened)."""
+    import tensorflow as tf
+    try:
+        ins, outs = layer.get_input_at(node_index), layer.get_output_at(node_index)
+    except (ValueError, RuntimeError, AttributeError):
+        return [], []
+    return tf.nest.flatten(ins), tf.nest.flatten(outs)
+
+
+def tf_keras_history(tensor):
+    """``(layer, node index, tensor index)`` of a tf-keras symbolic tensor, or None."""
+    history = getattr(tensor, "_keras_history", None)
+    return None if history is None else (history.layer, history.node_index, history.tensor_index)
 
 
 # -- scopes that patch for the length of one call -------------------------------------------------

@@ -4,70 +4,14 @@ typed errors to exit codes. Heavy frameworks are imported inside commands."""
 import json
 import os
 import sys
-import traceback
 
 import click
 
 from mwconv import __version__
-from mwconv.errors import EXIT_CODES, MwconvError
+from mwconv.cli_compare import compare as compare_command
+from mwconv.cliutil import EXIT_HELP, _common, _Group, _progress, _say, _setup
 from mwconv.formats.names import EXPORT_FORMATS
 from mwconv.options import DEFAULT_OPSET, ExportOptions, ImportOptions, VerifyOptions
-
-EXIT_HELP = "\b\nExit codes:\n" + "\n".join(f"  {code:>3}  {text}" for code, text in EXIT_CODES.items())
-
-
-class _Group(click.Group):
-    """Maps expected failures to one-line messages and exit codes."""
-
-    def invoke(self, ctx):
-        try:
-            return super().invoke(ctx)
-        except MwconvError as e:
-            _fail(ctx, e, e.exit_code)
-        except KeyboardInterrupt:
-            click.echo("mwconv: interrupted", err=True)
-            sys.exit(130)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
-            raise
-        except Exception as e:  # noqa: BLE001 - the last resort: no traceback reaches the user, for any input
-            from mwconv.failures import as_failure
-            failure = as_failure(e)
-            _fail(ctx, failure, failure.exit_code)
-
-
-def _opts(ctx):
-    return ctx.find_root().obj or {}
-
-
-def _fail(ctx, err, code):
-    opts = _opts(ctx)
-    if opts.get("verbose"):
-        traceback.print_exc()
-    if opts.get("json"):
-        doc = {"ok": False, "exit_code": code, "error": str(err),
-               "file": getattr(err, "path", None), "tensor": getattr(err, "tensor", None)}
-        if getattr(err, "details", None) is not None:
-            doc["details"] = err.details
-        click.echo(json.dumps(doc, default=str))
-    click.echo(f"mwconv: error: {err}", err=True)
-    sys.exit(code)
-
-
-def _common(fn):
-    """--json and -v on every command (also accepted before the command)."""
-    fn = click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON document on stdout.")(fn)
-    return click.option("-v", "--verbose", is_flag=True, help="More detail; framework logs and tracebacks.")(fn)
-
-
-def _setup(ctx, as_json, verbose):
-    opts = ctx.find_root().obj
-    opts["json"] = opts.get("json") or as_json
-    opts["verbose"] = opts.get("verbose") or verbose
-    from mwconv import _quiet, progress
-    _quiet.VERBOSE = opts["verbose"]
-    _quiet.quiet_tensorflow()
-    progress.ENABLED = not opts["json"] and sys.stderr.isatty()
-    return opts
 
 
 @click.group(cls=_Group, epilog=EXIT_HELP, context_settings={"help_option_names": ["-h", "--help"]})
@@ -217,18 +161,6 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, updat
         click.echo(report.format(output))
 
 
-def _say(opts, text):
-    """One informational line on stderr (none under --json)."""
-    if not opts["json"]:
-        click.echo(f"mwconv: {text}", err=True)
-
-
-def _progress(opts):
-    if opts["json"] or opts.get("quiet"):
-        return None
-    return lambda text: click.echo(f"mwconv: {text}", err=True)
-
-
 @main.command(epilog=EXIT_HELP)
 @click.argument("model", required=False, type=click.Path())
 @click.option("--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS), help="Artifact format.")
@@ -302,10 +234,12 @@ def export(ctx, model, fmt, output, force, no_verify, opset, quiet, as_json, ver
 @click.option("--baseline", type=click.Path(), help="Drift check: the imported .keras a fine-tuned ARTIFACT came from.")
 @click.option("--allow-unfrozen", multiple=True, metavar="GLOB", help="Drift: weights a later stage unfroze.")
 @click.option("--report", "report_file", type=click.Path(), help="Also write the JSON report to this file.")
+@click.option("--localize", is_flag=True, help="When the outputs or source check fails, compare layer by layer "
+              "(mwconv compare) and name the first diverging layer.")
 @_common
 @click.pass_context
 def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, require, devices, source,
-           baseline, allow_unfrozen, report_file, as_json, verbose):
+           baseline, allow_unfrozen, report_file, localize, as_json, verbose):
     """Prove that ARTIFACT (a SavedModel directory, .keras, .weights.h5, .safetensors or .onnx) kept
     the partition, the exact weight values and the outputs, that frozen weights stay frozen in a
     training step (and since --baseline), and that every device agrees. Exits 1 if any check fails.
@@ -329,11 +263,20 @@ def verify(ctx, artifact, reference, inputs, samples, seed, atol, rtol, checks, 
                             devices=devices.split(",") if devices else None, source=source, baseline=baseline,
                             allow_unfrozen=allow_unfrozen)
     report = run_verify(artifact, options=options)
+    doc = report.to_dict()
+    if localize and not report.ok:
+        from mwconv.cli_compare import localize as run_localize, print_localized
+        if not opts["json"]:
+            click.echo(report.format())
+        doc["localize"] = print_localized(opts, run_localize(report, artifact, reference, inputs=inputs, seed=seed))
+    elif not opts["json"]:
+        click.echo(report.format())
     if report_file:
         from mwconv.outputs import atomic_output
         with atomic_output(report_file, force=True) as tmp, open(tmp, "w", encoding="utf8") as f:
-            f.write(report.to_json())
-    click.echo(report.to_json() if opts["json"] else report.format())
+            f.write(json.dumps(doc, indent=2, default=str))
+    if opts["json"]:
+        click.echo(json.dumps(doc, indent=2, default=str))
     if not report.ok:
         sys.exit(1)
 
@@ -372,6 +315,9 @@ def run(ctx, pipelines, quiet, as_json, verbose):
             click.echo(f"mwconv: error: {r.error}", err=True)
     if code:
         sys.exit(code)
+
+
+main.add_command(compare_command)
 
 
 def entry():

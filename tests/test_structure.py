@@ -23,8 +23,10 @@ RANK = {
     "options": 4, "fixtures": 4, "inspect": 4, "loading": 4, "workspace": 4, "testing": 4,
     "verification": 5,
     "convert": 6,
-    "pipeline": 7,
-    "cli": 8,
+    "pipeline": 7, "localize": 7,
+    "cliutil": 8,
+    "cli_compare": 9,
+    "cli": 10,
 }
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60

@@ -211,11 +211,12 @@ class HDF5Source(Source):
         check_declared_sizes(config, sum(i.nbytes for i in self._infos.values()), self.path)
         return config
 
-    def run_model(self, inputs):
-        """A Keras full-model .h5 run by tf-keras itself, rebuilt from the config audited here
-        (never from the file a second time) in tf-keras's safe mode, its weights then read."""
+    def tf_keras_model(self):
+        """``(model, None)``: the full-model .h5 rebuilt by tf-keras from the config audited here
+        (never from the file a second time) in tf-keras's safe mode, its weights then read;
+        or ``(None, reason)``."""
         if not self.has_architecture:
-            return super().run_model(inputs)
+            return None, f"a {self.format} source without architecture cannot run"
         try:
             config = self.audit()
         except InputRejected as e:
@@ -229,6 +230,15 @@ class HDF5Source(Source):
             model.load_weights(self.path)
         except (ValueError, TypeError, KeyError, AttributeError) as e:
             return None, f"tf-keras cannot rebuild the source ({inner_reason(e)})"
+        return model, None
+
+    def run_model(self, inputs):
+        """A Keras full-model .h5 run by tf-keras itself (``tf_keras_model``)."""
+        if not self.has_architecture:
+            return super().run_model(inputs)
+        model, reason = self.tf_keras_model()
+        if model is None:
+            return None, reason
         names = [t.name.split(":")[0] for t in model.inputs]
         if not all(n in inputs for n in names):
             return None, f"the source's inputs {names} are not the artifact's"

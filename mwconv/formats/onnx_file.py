@@ -151,36 +151,16 @@ class OnnxSource(Source):
         from onnx import numpy_helper
         return numpy_helper.to_array(self._tensors[name])
 
-    def run_model(self, inputs):
-        """The graph in onnxruntime, when the probe fits its inputs (same names, fixed dims).
-        A graph with a fixed batch size runs the probe in slices of that size."""
-        import onnxruntime as ort
-        sess = ort.InferenceSession(self.path, providers=["CPUExecutionProvider"])
-        feed, batches = {}, set()
-        for i in sess.get_inputs():
-            if i.name not in inputs:
-                return None, f"the source's input '{i.name}' is not among the artifact's inputs"
-            arr = inputs[i.name]
-            fixed = isinstance(i.shape[0], int) if i.shape else False
-            if len(i.shape) != arr.ndim or any(isinstance(d, int) and d != s
-                                               for d, s in list(zip(i.shape, arr.shape))[1 if fixed else 0:]):
-                return None, f"the source's input '{i.name}' has shape {i.shape}, the probe {arr.shape} (other layout)"
-            if fixed:
-                batches.add((i.shape[0], arr.shape[0]))
-            feed[i.name] = arr.astype(np.int64) if "int64" in i.type else arr
-        step = batches.pop()[0] if len(batches) == 1 else None
-        if step is None and batches:
-            return None, "the source's inputs have fixed batch sizes that differ from the probe's"
-        total = next(iter(feed.values())).shape[0] if feed else 0
-        if step is None or step == total:
-            return sess.run(None, feed), None
-        if step < 1 or total % step:
-            return None, f"the source's fixed batch of {step} does not divide the probe's {total} samples"
-        parts = [sess.run(None, {k: v[j:j + step] for k, v in feed.items()}) for j in range(0, total, step)]
-        try:
-            return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))], None
-        except ValueError:
-            return None, "the source's outputs have no batch axis to join its fixed-batch runs along"
+    def run_model(self, inputs, tensors=None):
+        """The graph in onnxruntime (``onnx_run.run``); ``tensors``: intermediate tensors to
+        return instead of the graph outputs (``mwconv compare``)."""
+        from mwconv.formats.onnx_run import run
+        return run(self, inputs, tensors)
+
+    def stored_apart(self):
+        """Names of the tensors whose bytes the loaded graph does not hold (external data, and
+        large embedded tensors left in the file)."""
+        return set(self._external) | set(self._raw)
 
     def consumers(self):
         usage = {}

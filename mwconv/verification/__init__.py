@@ -109,7 +109,8 @@ def _outputs(ctx):
     if ctx.outputs is None:
         return Check("outputs", SKIPPED, "no reference model to compare with (pass --reference)")
     hints = ["likely cause: " + u for u in ctx.untracked]
-    return check_outputs(ctx.art, ctx.outputs, ctx.names, ctx.probe, ctx.options.atol, ctx.options.rtol, hints)
+    return check_outputs(ctx.art, ctx.outputs, ctx.names, ctx.probe, ctx.options.atol, ctx.options.rtol, hints,
+                         ctx.ref.floors, ctx.ref.path)
 
 
 def _train_step(ctx):

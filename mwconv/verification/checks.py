@@ -12,14 +12,30 @@ from mwconv.verification.compare import compare_outputs
 from mwconv.verification.report import FAIL, PASS, SKIPPED, Check
 
 
-def check_outputs(art, ref_outputs, names, inputs, atol, rtol, hints):
+def localize_hint(source, artifact):
+    """The failure line's pointer to ``mwconv compare``: the exact command."""
+    import shlex
+    return (f"to see which layer diverges first: mwconv compare {shlex.quote(os.fspath(source))} "
+            f"{shlex.quote(os.fspath(artifact))} --report-html compare.html (or verify --localize)")
+
+
+def _grounding(rows):
+    factors = [r["factor"] for r in rows if r.get("factor", 1.0) > 1.0]
+    return f"; tolerance x{max(factors):.3g} for the reference's noise floor" if factors else ""
+
+
+def check_outputs(art, ref_outputs, names, inputs, atol, rtol, hints, floors=None, reference_path=None):
     got = art.run(inputs)
-    ok, rows, problems = compare_outputs(names, got, ref_outputs, art.tolerance, atol, rtol)
+    ok, rows, problems = compare_outputs(names, got, ref_outputs, art.tolerance, atol, rtol, floors)
     worst = max((r["max_abs"] or 0) for r in rows) if rows else 0.0
     if ok:
-        return Check("outputs", PASS, f"{len(rows)} outputs match (max abs error {worst:.3g})", details={"outputs": rows})
+        return Check("outputs", PASS, f"{len(rows)} outputs match (max abs error {worst:.3g}{_grounding(rows)})",
+                     details={"outputs": rows})
+    differing = len(problems)
     problems += hints
-    return Check("outputs", FAIL, f"{len(problems) - len(hints)} of {len(names)} outputs differ beyond tolerance",
+    if reference_path is not None:
+        problems.append(localize_hint(reference_path, art.path))
+    return Check("outputs", FAIL, f"{differing} of {len(names)} outputs differ beyond tolerance",
                  problems, {"outputs": rows})
 
 
@@ -135,11 +151,17 @@ def check_source(art, source, inputs, names, atol, rtol):
     if [np.shape(o) for o in outputs] != [np.shape(o) for o in got]:
         return Check("source", SKIPPED, "the source's outputs differ in number or shape from the artifact's "
                      "(the import changed the architecture)", details={"source": source})
-    ok, rows, problems = compare_outputs(names, got, outputs, "source", atol, rtol)
+    floors = None
+    if atol is None and rtol is None:
+        from mwconv.verification.floor import noise, perturbed
+        moved, _ = run_source(source, perturbed(inputs))
+        floors = [noise(a, b) for a, b in zip(outputs, moved)] if moved is not None else None
+    ok, rows, problems = compare_outputs(names, got, outputs, "source", atol, rtol, floors)
     worst = max((r["max_abs"] or 0) for r in rows) if rows else 0.0
     if ok:
         return Check("source", PASS, f"outputs equal the source model's ({os.path.basename(source)}; max abs error "
-                     f"{worst:.3g})", details={"source": source, "outputs": rows})
+                     f"{worst:.3g}{_grounding(rows)})", details={"source": source, "outputs": rows})
+    problems.append(localize_hint(source, art.path))
     return Check("source", FAIL, f"outputs differ from the source model's ({os.path.basename(source)})", problems,
                  {"source": source, "outputs": rows})
 

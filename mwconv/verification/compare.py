@@ -44,23 +44,30 @@ def _fmt(value):
     return "NaN/Inf mismatch" if value is None else f"{value:.3g}"
 
 
-def compare_outputs(names, got, want, kind, atol=None, rtol=None):
-    """Compare lists of outputs; return (passed, per-output rows, problems)."""
+def compare_outputs(names, got, want, kind, atol=None, rtol=None, floors=None):
+    """Compare lists of outputs; return (passed, per-output rows, problems). ``floors``: the
+    reference's noise floor per output (``floor.py``), which scales the default tolerances."""
+    from mwconv.verification.floor import grounded
     rows, problems = [], []
     if len(got) != len(want):
         return False, rows, [f"artifact gives {len(got)} outputs, reference {len(want)}"]
-    for name, g, w in zip(names, got, want):
-        a, r = tolerance(kind, np.asarray(w).dtype, atol, rtol)
+    for i, (name, g, w) in enumerate(zip(names, got, want)):
+        floor = floors[i] if floors is not None and i < len(floors) else None
+        a, r, factor = grounded(kind, np.asarray(w).dtype, floor, atol, rtol)
+        row = {"output": name, "passed": False, "max_abs": None, "max_rel": None, "atol": a, "rtol": r,
+               "noise_floor": floor, "factor": factor}
         if np.shape(g) != np.shape(w):
             problems.append(f"output '{name}': shape {np.shape(g)} vs reference {np.shape(w)}")
-            rows.append({"output": name, "passed": False, "max_abs": None, "max_rel": None, "atol": a, "rtol": r})
+            rows.append(row)
             continue
         ok, max_abs, max_rel = compare_arrays(g, w, a, r)
         max_abs, max_rel = (v if np.isfinite(v) else None for v in (max_abs, max_rel))  # JSON has no inf
-        rows.append({"output": name, "passed": ok, "max_abs": max_abs, "max_rel": max_rel, "atol": a, "rtol": r})
+        row.update(passed=ok, max_abs=max_abs, max_rel=max_rel)
+        rows.append(row)
         if not ok:
-            problems.append(f"output '{name}': max abs error {_fmt(max_abs)} (atol {a:g}), max rel error "
-                            f"{_fmt(max_rel)} (rtol {r:g})")
+            grounding = f"; the reference's noise floor {floor:.3g}" if floor else ""
+            problems.append(f"output '{name}': max abs error {_fmt(max_abs)} (atol {a:.3g}), max rel error "
+                            f"{_fmt(max_rel)} (rtol {r:.3g}{grounding})")
     return not problems, rows, problems
 
 

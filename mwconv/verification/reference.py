@@ -25,13 +25,16 @@ class Reference:
         self._serialized = None
         self.entries = entries
         self.outputs = None
+        self.floors = None       # the noise floor per output (floor.py), measured with the outputs
 
     def summarize(self, probe, want_entries=True, want_outputs=True, want_architecture=False):
         """Hash the weights and run the probe (what the checks need from the model)."""
         if want_entries and self.entries is None:
             self.entries = entries_from_model(self.model)
         if want_outputs:
+            from mwconv.verification import floor
             self.outputs = modelio.call_model(self.model, probe)
+            self.floors = floor.floors(lambda x: modelio.call_model(self.model, x), probe, self.outputs)
         if want_architecture:
             import keras
             self._serialized = keras.saving.serialize_keras_object(self.model)

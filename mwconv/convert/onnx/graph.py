@@ -50,6 +50,9 @@ class GraphBuilder:
         self.assignments = []          # (layer, weight name, source tensor, transform)
         self.attribute_constants = set()
         self._names = set()
+        self._created = []             # layer names in the order handlers created them
+        self.node_layers = {}          # position of a converted node -> the names of the Keras layers built for it
+        self.result = None             # (model, plan, attribute constants) once built
 
     # -- what handlers use -------------------------------------------------------------
     def name(self, node, suffix=""):
@@ -61,6 +64,7 @@ class GraphBuilder:
         while candidate in self._names:
             candidate, i = f"{base}_{i}", i + 1
         self._names.add(candidate)
+        self._created.append(candidate)
         return candidate
 
     def is_const(self, name):
@@ -152,7 +156,8 @@ class GraphBuilder:
         single = list(inputs.values())[0] if len(inputs) == 1 else inputs   # callable with one array
         model = self.keras.Model(single, outputs[0] if len(outputs) == 1 else outputs, name=name)
         plan = [(f"{layer.name}/{weight}", source, transform) for layer, weight, source, transform in self.assignments]
-        return model, plan, sorted(self.attribute_constants)
+        self.result = (model, plan, sorted(self.attribute_constants))
+        return self.result
 
     def _graph_batch(self):
         """The graph inputs' common fixed batch size, or None (dynamic or differing)."""
@@ -225,7 +230,7 @@ class GraphBuilder:
 
     def _convert_nodes(self):
         problems, failed = {}, set()
-        for node in self.graph.node:
+        for position, node in enumerate(self.graph.node):
             if any(i in failed for i in node.input):
                 failed.update(node.output)      # downstream of a reported node: not reported again
                 continue
@@ -236,7 +241,9 @@ class GraphBuilder:
                 if h is None:            # foldable in the scan, but its inputs hang on the free batch size
                     raise Unsupported("computes a constant from the batch size; export the model with a fixed "
                                       "batch size")
+                start = len(self._created)
                 out = h.fn(self, node, attrs(node))
+                self.node_layers[position] = self._created[start:]
             except Unsupported as e:
                 problems.setdefault(node.op_type, []).append(f"{node.name or '(unnamed)'}: {e}")
                 failed.update(node.output)
@@ -346,14 +353,25 @@ def build_from_onnx(source, channels_last=False):
     ``(target weight path, source tensor, transform)`` to fill it, and the
     constants consumed as attributes (shapes, pads). The batch axis stays free
     unless the graph needs its own fixed batch size (see the module's doc)."""
+    return built_graph(source, channels_last).result
+
+
+def built_graph(source, channels_last=False):
+    """The GraphBuilder that rebuilt the graph: ``result`` as ``build_from_onnx`` returns it,
+    ``tensors`` (ONNX tensor name -> Keras tensor) and ``node_layers`` (what each node became),
+    which ``mwconv compare`` pairs with onnxruntime's intermediate outputs."""
     first = GraphBuilder(source, channels_last)
     if first.onnx_batch is None and not first.batch_is_dynamic():     # inputs of different fixed batch sizes
-        return GraphBuilder(source, channels_last, fixed_batch=True).build()
+        builder = GraphBuilder(source, channels_last, fixed_batch=True)
+        builder.build()
+        return builder
     try:
-        return first.build()
+        first.build()
+        return first
     except NeedsFixedBatch as e:
         builder = GraphBuilder(source, channels_last, fixed_batch=True)
         if builder.batch_is_dynamic():
             raise InputRejected(f"cannot rebuild this ONNX graph in Keras: {e} and the graph's batch size is "
                                 "dynamic; export it with a fixed batch size", path=source.path) from e
-        return builder.build()
+        builder.build()
+        return builder
