@@ -109,10 +109,18 @@ def test_the_first_divergence_is_exactly_the_broken_layer(name, imported, tmp_pa
     assert first["op"] in out.splitlines()[-1]
 
 
-def test_the_json_follows_the_documented_schema(imported):
+def _schema(name):
+    with open(os.path.join(HERE, os.pardir, "docs", name), encoding="utf8") as f:
+        return json.load(f)
+
+
+def test_the_json_follows_the_documented_schema(imported, tmp_path):
+    import jsonschema
+
     from mwconv.localize.result import ROW_FIELDS, SCHEMA
     source, model = imported["squeezenet"]
     _, doc, _ = run_json("compare", source, model, "--samples", "3", "--seed", "5")
+    jsonschema.validate(doc, _schema("compare-report.schema.json"))
     assert doc["schema"] == SCHEMA == "mwconv-compare-report/1"
     assert set(doc) == {"schema", "ok", "source", "model", "source_kind", "probe", "tolerance", "paired", "diverging",
                         "first_divergence", "message", "notes", "rows"}
@@ -131,6 +139,7 @@ def test_the_json_follows_the_documented_schema(imported):
     assert conv["built"] == ["features_features_0_Conv_to_nhwc", "features_features_0_Conv",
                              "features_features_0_Conv_to_nchw"]
     _, fixed, _ = run_json("compare", source, model, "--atol", "1e-3", "--rtol", "0")
+    jsonschema.validate(fixed, _schema("compare-report.schema.json"))
     assert fixed["tolerance"]["grounded"] is False
     assert {(r["atol"], r["rtol"], r["factor"]) for r in fixed["rows"]} == {(1e-3, 0.0, 1.0)}
 
@@ -219,6 +228,8 @@ def test_the_html_report_renders_its_figure_in_a_browser(imported, tmp_path):
 
 # -- verify: the failure line points at compare; --localize runs it --------------------------
 def test_a_failed_source_check_says_how_to_localize_and_localize_names_the_layer(imported, tmp_path):
+    import jsonschema
+
     case, layer, config, kernel = BROKEN["onnx-epsilon"]
     source, model = imported[case]
     broken = _broken(model, tmp_path / "broken.keras", layer, config, kernel)
@@ -230,6 +241,8 @@ def test_a_failed_source_check_says_how_to_localize_and_localize_names_the_layer
     assert code == 1 and "localize (source check):" in out
     assert f"first divergence: layer '{layer}'" in out
     code, doc, _ = run_json("verify", broken, "--reference", model, "--source", source, "--checks", "source", "--localize")
+    jsonschema.validate(doc, _schema("verify-report.schema.json"))
+    jsonschema.validate(doc["localize"][0]["comparison"], _schema("compare-report.schema.json"))
     assert doc["localize"][0]["comparison"]["first_divergence"]["keras_layer"] == layer
 
 

@@ -8,7 +8,8 @@ moves is its noise floor. The first tensor whose error passes its tolerance is t
 divergence: the layer that is wrong (its inputs still agree, its output does not).
 
 Peak memory: the imported model and the source's rebuilt graph (ONNX) or model (tf-keras),
-plus every paired tensor of the probe on both sides (not yet measured on a large model).
+plus every paired tensor of the probe on both sides and the source's again on the perturbed
+probe. ``benchmarks/compare_memory.py`` measures it (the README gives the figures).
 """
 
 import os

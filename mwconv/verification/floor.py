@@ -37,7 +37,9 @@ def perturbed(inputs, seed=1, ulps=ULPS):
             out[name] = x
             continue
         sign = np.where(rng.random(x.shape) < 0.5, -1.0, 1.0).astype(x.dtype)
-        out[name] = (x + sign * ulps * np.spacing(x)).astype(x.dtype)
+        with np.errstate(invalid="ignore", over="ignore"):
+            moved = (x + sign * ulps * np.spacing(x)).astype(x.dtype)
+        out[name] = np.where(np.isfinite(x), moved, x)         # Inf and NaN stay what they are
     return out
 
 
