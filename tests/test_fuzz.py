@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 

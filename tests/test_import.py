@@ -93,6 +93,58 @@ def test_torch_state_dict_with_rules(name, samples, tmp_path):
     assert not np.array_equal(sd["proj.weight"], sd["proj.weight"].T)
 
 
+def test_rule_targets_are_read_like_source_names_and_a_rule_in_the_wrong_order_says_so(samples, tmp_path):
+    """PyTorch's names, one catch-all rule: its targets (``stem_bn/bias``, ``stem_conv/weight``)
+    are normalised like source names; a catch-all placed before the ``!ignore`` that it
+    captures names the line to move; a misspelt target names the nearest weights."""
+    args = ["import", samples / "torch_state_dict.npz", "--model", f"{MODELS}:torch_net", "--layout", "torch",
+            "--map", tmp_path / "rules.txt", "-o", tmp_path / "m.keras"]
+    (tmp_path / "rules.txt").write_text("(conv|bn)\\.(.*) -> stem_\\1/\\2\nbn\\.num_batches_tracked -> !ignore\n")
+    code, _, err = run_cli(*args)
+    assert code == 3 and not (tmp_path / "m.keras").exists()
+    assert err.strip().splitlines()[-1] == (
+        f"mwconv: error: {samples / 'torch_state_dict.npz'}: tensor 'bn.num_batches_tracked': rule on line 1 "
+        "((conv|bn)\\.(.*) -> stem_\\1/\\2) maps it to 'stem_bn/num_batches_tracked', which is not a weight of the "
+        "target model; line 2 ignores it, but rules are tried in file order and the first match wins: move line 2 "
+        "above line 1")
+    (tmp_path / "rules.txt").write_text("bn\\.num_batches_tracked -> !ignore\n(conv|bn)\\.(.*) -> stem_\\1/\\2\n"
+                                        "fc2\\.(.*) -> out/\\1\n")
+    code, report, err = run_json(*args)
+    assert code == 0, err
+    by_target = {w["target"]: w for w in report["weights"]}
+    assert by_target["stem_bn/beta"]["source"] == "bn.bias" and by_target["stem_bn/beta"]["match"] == "rule:2"
+    assert by_target["stem_bn/gamma"]["source"] == "bn.weight"
+    assert by_target["stem_bn/moving_variance"]["source"] == "bn.running_var"
+    assert by_target["stem_conv/kernel"]["source"] == "conv.weight" and by_target["stem_conv/kernel"]["transform"] == "conv"
+    assert by_target["out/kernel"]["source"] == "fc2.weight" and by_target["out/kernel"]["transform"] == "linear"
+    assert by_target["fc1/kernel"]["match"] == "normalised" and report["ignored"] == ["bn.num_batches_tracked"]
+    (tmp_path / "m.keras").unlink()
+    (tmp_path / "rules.txt").write_text("conv\\.weight -> stem_cnv/kernel\n")
+    code, _, err = run_cli(*args)
+    assert code == 3
+    assert ("rule on line 1 (conv\\.weight -> stem_cnv/kernel) maps it to 'stem_cnv/kernel', which is not a weight of "
+            "the target model; nearest target weights: stem_conv/kernel") in err
+
+
+def test_a_pytorch_resnet18_state_dict_matches_its_keras_twin_with_one_rule(tmp_path):
+    """safetensors.torch wrote it (tests/data/make_torch_onnx.py): torchvision's resnet18
+    module names, 122 tensors; the twin is examples/resnet18_keras.py."""
+    data = os.path.join(os.path.dirname(__file__), "data", "torch_resnet18.safetensors")
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    code, report, err = run_json("import", data, "--model", os.path.join(examples, "resnet18_keras.py:narrow"),
+                                 "--layout", "torch", "--map", os.path.join(examples, "resnet18.rules"),
+                                 "-o", tmp_path / "r18.keras")
+    assert code == 0, err
+    assert len(report["weights"]) == 102 and len(report["ignored"]) == 20
+    assert {w["match"] for w in report["weights"]} == {"normalised"}
+    by_target = {w["target"]: w for w in report["weights"]}
+    assert by_target["layer2_0_downsample_1/moving_variance"]["source"] == "layer2.0.downsample.1.running_var"
+    assert by_target["layer3_1_conv2/kernel"]["transform"] == "conv" and by_target["fc/kernel"]["transform"] == "linear"
+    io = np.load(data + ".io.npz")
+    got = out(load(tmp_path / "r18.keras"), np.transpose(io["input"], (0, 2, 3, 1)))
+    np.testing.assert_allclose(got, io["output"], rtol=1e-5, atol=1e-5 * float(np.abs(io["output"]).max()))
+
+
 def test_missing_new_head_is_refused_then_allowed(samples, tmp_path):
     (tmp_path / "rules.txt").write_text(TORCH_RULES)
     args = ["import", samples / "torch_state_dict.npz", "--model", f"{MODELS}:torch_net_with_head",

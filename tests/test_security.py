@@ -168,6 +168,8 @@ def _dense_archive(path):
 FORMS = {
     "module-function": ({"module": "os", "class_name": "function", "config": "system", "registered_name": None},
                         "layer 'wide' names the module 'os', which would be imported"),
+    "builtins-function": ({"module": "builtins", "class_name": "function", "config": "exec", "registered_name": "function"},
+                          "layer 'wide' names the module 'builtins', which would be imported"),
     "python-lambda": ({"module": "builtins", "class_name": "__lambda__", "config": {"code": "AA=="},
                        "registered_name": None}, "layer 'wide' holds a serialized Python lambda"),
     "custom-object": ({"module": "evil_module", "class_name": "Evil", "config": {}, "registered_name": "Evil"},

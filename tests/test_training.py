@@ -4,7 +4,6 @@ stages with `set_trainable`, `verify --baseline` proves the frozen part untouche
 training, and `FrozenGuard` stops a `fit` in which a frozen weight moves."""
 
 import ast
-import inspect
 import json
 import os
 import warnings

@@ -202,6 +202,44 @@ class TextEncoder(nn.Module):
         return self.head(self.encoder(self.embed(ids)).mean(1))
 
 
+class BasicBlock(nn.Module):
+    """torchvision's ResNet BasicBlock, with its module names (conv1, bn1, conv2, bn2, downsample)."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+        self.downsample = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                           if stride != 1 or cin != cout else None)
+
+    def forward(self, x):
+        y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        return F.relu(y + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet18(nn.Module):
+    """torchvision's resnet18, module for module (its state dict has the same 122 names),
+    at 1/8 of its widths by default so that the test data stays small."""
+
+    def __init__(self, width=8, classes=10):
+        super().__init__()
+        widths = [width, 2 * width, 4 * width, 8 * width]
+        self.conv1, self.bn1 = nn.Conv2d(3, width, 7, 2, 3, bias=False), nn.BatchNorm2d(width)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = width
+        for n, cout in enumerate(widths, 1):
+            stride = 1 if n == 1 else 2
+            setattr(self, f"layer{n}", nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)))
+            cin = cout
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        for n in range(1, 5):
+            x = getattr(self, f"layer{n}")(x)
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
 def perturb_batchnorm(model, seed=0):
     """Non-trivial running statistics, as a trained model has."""
     g = torch.Generator().manual_seed(seed)
@@ -240,3 +278,17 @@ def export(name, path, seed=0, dynamic_batch=False):
     torch.onnx.export(model, (x,), str(path), opset_version=17, input_names=["input"], output_names=["output"],
                       dynamo=False, **kwargs)
     return x.numpy()
+
+
+def save_state_dict(path, seed=0):
+    """ResNet18's state dict with ``safetensors.torch.save_file``, and its input and output
+    (NCHW, eval mode) beside it as ``<path>.io.npz``."""
+    import numpy as np
+    from safetensors.torch import save_file
+    torch.manual_seed(seed)
+    model = perturb_batchnorm(ResNet18(), seed).eval()
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(seed + 1))
+    with torch.no_grad():
+        y = model(x)
+    np.savez(f"{path}.io.npz", input=x.numpy(), output=y.numpy())

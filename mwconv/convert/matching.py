@@ -107,19 +107,35 @@ class _Matcher:
         return pending
 
     def by_rules(self, names, rules):
+        """The first rule whose regex matches a name decides; its target is read like a
+        source name (``bn1/bias`` is ``bn1/beta``, ``conv1.weight`` is ``conv1/kernel``)."""
         still = []
+        index = {}
+        for target in self.targets:
+            for key in _keys(target, None):
+                index.setdefault(key, set()).add(target.path)
         for name in names:
             rule, target_path = next(((r, r.apply(name)) for r in rules if r.apply(name) is not None), (None, None))
             if rule is None:
                 still.append(name)
             elif target_path == IGNORE:
                 self.ignored.append(name)
-            elif target_path not in self.by_path:
-                raise InputRejected(f"rule on line {rule.line} maps it to '{target_path}', which is not a weight "
-                                    f"of the target model", path=self.path, tensor=name)
             else:
-                self.claim(self.by_path[target_path], name, f"rule:{rule.line}", rule.transform)
+                found = self._rule_target(target_path, index)
+                if found is None:
+                    raise InputRejected(_no_such_target(name, rule, target_path, rules, self.by_path, index),
+                                        path=self.path, tensor=name)
+                self.claim(self.by_path[found], name, f"rule:{rule.line}", rule.transform)
         return still
+
+    def _rule_target(self, target_path, index):
+        if target_path in self.by_path:
+            return target_path
+        for key in (normalise(target_path), canonical(target_path), loose(target_path)):
+            hits = index.get(key, set())
+            if len(hits) == 1:
+                return next(iter(hits))
+        return None
 
     def normalised(self, names, model_name):
         index = {}
@@ -145,6 +161,25 @@ class _Matcher:
                 self.unused.append(name)
             else:
                 self.claim(found, name, "normalised")
+
+
+def _no_such_target(name, rule, target_path, rules, by_path, index):
+    """Why a rule's target is no weight of the model, and what would have matched: a later
+    rule (rules are tried in file order), or the nearest target names."""
+    said = f"rule on line {rule.line} ({rule.pattern.pattern} -> {rule.target}) maps it to '{target_path}', which is " \
+           "not a weight of the target model"
+    for later in rules:
+        if later.line > rule.line and later.apply(name) is not None:
+            other = later.apply(name)
+            if other == IGNORE or other in by_path or any(len(index.get(f(other), ())) == 1
+                                                          for f in (normalise, canonical, loose)):
+                what = "ignores it" if other == IGNORE else f"maps it to '{other}'"
+                return (f"{said}; line {later.line} {what}, but rules are tried in file order and the first match "
+                        f"wins: move line {later.line} above line {rule.line}")
+    import difflib
+    near = difflib.get_close_matches(target_path, list(by_path), n=3, cutoff=0.5)
+    hint = f"; nearest target weights: {', '.join(near)}" if near else ""
+    return f"{said}{hint} (`mwconv inspect` on a model lists its weights)"
 
 
 def match(source_names, targets, rules, model_name=None, path=None, aliases=None):

@@ -6,7 +6,8 @@ the file's own tensors do not back.
   RNN cells, activations) and names the first object that would run code or import a module:
   ``Lambda`` layers (Python bytecode or a named function), Keras 3's serialized ``__lambda__``,
   ``TFSMLayer`` (it loads another SavedModel named by a path), a ``function`` object from a
-  module outside the model libraries, and any ``module`` that Keras would import. JSON
+  module outside the model libraries (``builtins`` only for a function registered in this
+  process: Keras writes mwconv's ``tf_keras_hard_sigmoid`` so), and any ``module`` that Keras would import. JSON
   escapes are decoded before the walk, so ``"Lamb\\u0064a"`` is ``Lambda``.
 * :func:`declared_weights` gives, per layer, a lower bound of the weight elements its config
   declares (``Dense(units=n)`` holds at least ``n`` kernel elements whatever its input,
@@ -49,6 +50,8 @@ def _allowed_module(module, config):
         return True
     import keras
     name = config.get("registered_name") or config.get("class_name")
+    if config.get("class_name") == "function":     # Keras names a registered function in "config"
+        name = config.get("config")
     return isinstance(name, str) and keras.saving.get_registered_object(name) is not None
 
 

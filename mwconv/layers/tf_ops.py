@@ -74,6 +74,19 @@ _op("linalg.matmul", first="a")(lambda a, b, transpose_a=False, transpose_b=Fals
     ops.swapaxes(a, -1, -2) if transpose_a else a, ops.swapaxes(b, -1, -2) if transpose_b else b))
 
 
+def _shape(input, out_type="int32"):
+    """``tf.shape``: the shape as a 1-D tensor, each axis unknown until run time read then."""
+    dims = ops.shape(input)
+    if all(isinstance(d, int) for d in dims):
+        return ops.convert_to_tensor(np.asarray(dims, out_type))
+    return ops.stack([ops.cast(d, out_type) for d in dims])
+
+
+_op("compat.v1.shape", "shape", first="input")(_shape)
+_op("range", first="start")(lambda start, limit=None, delta=1, dtype=None: ops.arange(
+    start, limit, delta, dtype=dtype))
+
+
 def _slice(spec):
     if isinstance(spec, dict) and set(spec) <= {"start", "stop", "step"}:
         return slice(spec.get("start"), spec.get("stop"), spec.get("step"))

@@ -2,18 +2,17 @@
 
 import copy
 import dataclasses
+import inspect
 
 from mwconv.errors import InputRejected
 from mwconv.legacy.arguments import filter_arguments
+from mwconv.legacy.semantics import INFERENCE_IDENTITY, REFUSED, REPLACED, translate_values
 
 MODEL_CLASSES = ("Functional", "Model", "Sequential")
 OP_CLASSES = ("TFOpLambda", "SlicingOpLambda")
 _FUNCTIONAL = {"module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional"}
 MODEL_MODULES = {"Functional": _FUNCTIONAL, "Model": _FUNCTIONAL,
                  "Sequential": {"module": "keras", "class_name": "Sequential", "registered_name": None}}
-# tf-keras application layers that are not part of Keras 3's public layers
-CUSTOM = {"LayerScale": "mwconv>LayerScale"}
-INFERENCE_IDENTITY = ("StochasticDepth",)
 
 
 @dataclasses.dataclass
@@ -24,6 +23,7 @@ class Translation:
     renamed: dict = dataclasses.field(default_factory=dict)   # Keras 3 layer name -> the file's name
     dropped: dict = dataclasses.field(default_factory=dict)   # layer name -> arguments dropped
     ops: list = dataclasses.field(default_factory=list)       # TF ops translated into keras.ops
+    meanings: dict = dataclasses.field(default_factory=dict)  # layer name -> values rewritten to keep their numbers
 
     def notes(self):
         lines = []
@@ -34,6 +34,9 @@ class Translation:
             lines.append(f"arguments Keras 3 lacks, dropped (defaults or training-only): {', '.join(names)}")
         if self.ops:
             lines.append(f"TF ops translated: {', '.join(sorted(set(self.ops)))}")
+        if self.meanings:
+            changes = sorted({c for cs in self.meanings.values() for c in cs})
+            lines.append(f"{len(self.meanings)} layers translated to keep tf-keras's numbers: {', '.join(changes)}")
         return lines
 
 
@@ -121,6 +124,8 @@ class _Translator:
                 for e in node:
                     if len(e) == 4 and isinstance(e[3], dict):
                         e[3] = _map_refs(e[3], lambda v: ref(v)[:3])
+            if layer.get("class_name") not in OP_CLASSES:
+                nodes = [_with_tensor_kwargs(node) for node in nodes]
             layer["inbound_nodes"] = nodes
             if layer.get("class_name") in OP_CLASSES:
                 self._op(layer)
@@ -155,6 +160,9 @@ class _Translator:
     # -- one layer -----------------------------------------------------------
     def layer(self, layer):
         class_name = layer.get("class_name")
+        if isinstance(class_name, str) and class_name.startswith("Custom>") \
+                and class_name[len("Custom>"):] in (*REPLACED, *INFERENCE_IDENTITY):
+            class_name = layer["class_name"] = class_name[len("Custom>"):]   # tf-keras's applications register so
         cfg = layer.setdefault("config", {})
         name = self._name(layer)
         if class_name in MODEL_CLASSES:
@@ -166,17 +174,29 @@ class _Translator:
             layer["class_name"] = "Identity"
             layer["config"] = {k: cfg[k] for k in ("name", "trainable", "dtype") if k in cfg}
             return layer
-        if class_name in CUSTOM:
-            layer.update({"module": None, "registered_name": CUSTOM[class_name]})
+        if class_name in REPLACED:
+            layer.update({"module": None, "registered_name": REPLACED[class_name]})
+            self._values(class_name, cfg)
             return layer
+        if class_name in REFUSED:
+            raise InputRejected(f"layer '{name}' is a tf-keras {class_name}, which Keras 3 lacks: "
+                                f"{REFUSED[class_name]}", path=self.path)
         cls = getattr(_keras().layers, class_name or "", None)
         if not isinstance(cls, type):
             raise InputRejected(f"layer '{name}' is of class '{class_name}', which is not a Keras layer; "
                                 "rebuild the model in Python and pass --model", path=self.path)
         self._values(class_name, cfg)
+        changed = translate_values(class_name, cfg)
+        if changed:
+            self.result.meanings[name] = changed
         dropped = filter_arguments(cls, class_name, cfg, name, self.path)
         if dropped:
             self.result.dropped[name] = dropped
+        if _names_a_function(cfg):
+            # Keras 3 reads a config without "module" the legacy way, which turns any string
+            # that names a keras.layers function into that function (Attention's
+            # score_mode="dot" becomes keras.layers.dot); the current reader keeps strings
+            layer.update({"module": "keras.layers", "registered_name": None})
         for key, value in cfg.items():        # wrapped layers: Bidirectional, TimeDistributed, RNN cells
             if isinstance(value, dict) and "class_name" in value and "config" in value:
                 if isinstance(getattr(_keras().layers, value["class_name"], None), type):
@@ -200,6 +220,28 @@ class _Translator:
         dtype = cfg.get("dtype")
         if isinstance(dtype, dict) and dtype.get("class_name") == "Policy":
             cfg["dtype"] = dtype.get("config", {}).get("name", "float32")
+
+
+def _with_tensor_kwargs(node):
+    """A call whose keyword arguments are tensors (``mha(q, value=v)``) in Keras 3's node
+    form: its legacy reader passes a tf-keras node's keyword arguments through as they
+    are, so ``value=['v', 0, 0]`` would reach the layer as a list, not the tensor."""
+    kwargs = node[-1][3] if node and len(node[-1]) == 4 and isinstance(node[-1][3], dict) else {}
+    if not any(_is_ref(v) for v in kwargs.values()):
+        return node
+
+    def tensor(ref):
+        return {"class_name": "__keras_tensor__",
+                "config": {"shape": [], "dtype": "float32", "keras_history": list(ref[:3])}}
+    first = [tensor(e) for e in node]
+    return {"args": [first[0] if len(first) == 1 else first],
+            "kwargs": {k: tensor(v) if _is_ref(v) else v for k, v in kwargs.items()}}
+
+
+def _names_a_function(cfg):
+    layers = _keras().layers
+    return any(isinstance(v, str) and inspect.isfunction(getattr(layers, v, None))
+               for k, v in cfg.items() if k != "name")
 
 
 def _map_refs(value, fn):
