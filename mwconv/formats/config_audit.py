@@ -49,6 +49,8 @@ def _allowed_module(module, config):
     if root in MODULE_ROOTS or (root == "tensorflow" and config.get("class_name") != "function"):
         return True
     import keras
+
+    import mwconv.layers  # noqa: F401  (what mwconv registers is found, never imported)
     name = config.get("registered_name") or config.get("class_name")
     if config.get("class_name") == "function":     # Keras names a registered function in "config"
         name = config.get("config")

@@ -1,9 +1,12 @@
 """``.keras`` files. The zip is checked for bombs, then the model is rebuilt
-with ``keras.saving.load_model`` in safe mode (mwconv's layers registered), and
+with ``keras.saving.load_model`` in safe mode (mwconv's layers registered), or, for an
+archive tf-keras 2.x wrote, through mwconv's translator (``tf_keras_files``), and
 weights are listed by their Keras path with their trainable flag."""
 
 import json
 import os
+import shutil
+import tempfile
 import zipfile
 import zlib
 
@@ -87,6 +90,11 @@ def load_keras(path, compile=False):
     import mwconv.layers  # noqa: F401  (registers the mixed layers)
     from mwconv.layers.conversion import stable_paths
 
+    from mwconv.formats.tf_keras_files import is_tf_keras_archive
+    if config is not None and is_tf_keras_archive(path):
+        model = _load_tf_keras(path, config, stored)
+        _check_crc(crc, path)
+        return stable_paths(model), config, manifest
     try:
         model = _load_in_place(keras, path, config, stored) if stored else \
             keras.saving.load_model(path, safe_mode=True, compile=compile)
@@ -148,6 +156,27 @@ def _load_in_place(keras, path, config, stored):
     finally:
         member.close()
     return model
+
+
+def _load_tf_keras(path, config, stored):
+    """A tf-keras 2.x archive through mwconv's translator, its weights read in place where
+    they are stored uncompressed, else from a copy in the run's private temp folder."""
+    from mwconv.formats.keras_zip import WEIGHTS_MEMBER, StoredMember
+    from mwconv.formats.tf_keras_files import load_tf_keras_archive
+    if stored:
+        member = StoredMember(path, stored[0], stored[1].file_size)
+        try:
+            return load_tf_keras_archive(path, config, member)[0]
+        finally:
+            member.close()
+    with tempfile.TemporaryDirectory() as tmp:      # the run's private temp folder in the CLI
+        copy = os.path.join(tmp, "tf_keras.weights.h5")
+        try:
+            with zipfile.ZipFile(path) as zf, zf.open(WEIGHTS_MEMBER) as src, open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 24)
+        except KeyError as e:
+            raise InputRejected("the archive has no model.weights.h5", path=path) from e
+        return load_tf_keras_archive(path, config, copy)[0]
 
 
 class KerasSource(Source):

@@ -1,7 +1,8 @@
 """TensorFlow SavedModel directories. Variables are listed from the object
 graph in ``saved_model.pb`` (names and trainable flags as TensorFlow recorded
 them) and read lazily from the checkpoint, one tensor at a time; no graph code
-is executed."""
+is executed. A legacy tf-keras SavedModel's architecture is its ``keras_metadata.pb``
+(``tf_keras_files``)."""
 
 import os
 
@@ -62,6 +63,7 @@ class SavedModelSource(Source):
             raise InputRejected(f"cannot read the variables checkpoint ({e})", path=prefix) from e
         self._keys = {}
         self._trainable = {}
+        by_node = {}
         stored = 0
         shapes = self._reader.get_variable_to_shape_map()
         dtypes = self._reader.get_variable_to_dtype_map()
@@ -74,6 +76,7 @@ class SavedModelSource(Source):
             stored += 1
             var = node.variable
             name = var.name or keys[0]
+            by_node.setdefault(i, name)
             if name in self._keys:
                 continue  # the same variable saved again under another object path
             self._add(name, shapes[keys[0]], dtypes[keys[0]].as_numpy_dtype)
@@ -85,13 +88,24 @@ class SavedModelSource(Source):
             "variables_stored": stored,
             "variables_unique": len(self._keys),
         })
-        self.has_architecture = bool(self._metadata["signatures"])
+        self._read_keras_metadata(meta, by_node)
         manifest_path = os.path.join(self.path, MANIFEST_FILE)
         self._manifest = None
         if os.path.isfile(manifest_path):
             from mwconv.formats.base import read_text_file
             self._manifest = parse_json(read_text_file(manifest_path, "mwconv manifest", limit=64 << 20),
                                         manifest_path, "mwconv manifest")
+
+    def _read_keras_metadata(self, meta, by_node):
+        """A legacy tf-keras SavedModel's config (``keras_metadata.pb``) and the Keras paths of
+        its variables inside nested models."""
+        from mwconv.formats.tf_keras_files import saved_model_aliases, saved_model_config
+        self._keras_config = saved_model_config(self.path)
+        self.has_architecture = bool(self._metadata["signatures"]) or self._keras_config is not None
+        self._aliases = {}
+        if self._keras_config is not None:
+            self._metadata["keras_metadata"] = True
+            self._aliases = saved_model_aliases(meta.object_graph_def, by_node, self._keras_config)
 
     def _read(self, name):
         import tensorflow as tf
@@ -102,6 +116,31 @@ class SavedModelSource(Source):
             detail = getattr(e, "message", None) or str(e) or type(e).__name__
             raise InputRejected(f"cannot read the variable from the checkpoint (corrupt or truncated: {detail})",
                                 path=self.path, tensor=name) from e
+
+    @property
+    def architecture_kind(self):
+        """``keras`` for a legacy tf-keras SavedModel: its ``keras_metadata.pb`` holds the config."""
+        return "keras" if self._keras_config is not None else None
+
+    def key_aliases(self):
+        return dict(self._aliases)
+
+    def describe_architecture(self):
+        if self._keras_config is None:
+            return None
+        from mwconv.legacy import summarize
+        return summarize(self._keras_config, self.path)
+
+    def architecture(self):
+        """The model of a legacy tf-keras SavedModel, from ``keras_metadata.pb`` through mwconv's
+        translator (its weights are this source's checkpoint variables, matched by name)."""
+        if self._keras_config is None:
+            return super().architecture()
+        from mwconv.formats.config_audit import check_declared_sizes, refuse_code
+        from mwconv.formats.tf_keras_files import build_translated
+        refuse_code(self._keras_config, self.path)
+        check_declared_sizes(self._keras_config, sum(i.nbytes for i in self._infos.values()), self.path)
+        return build_translated(self._keras_config, self.path)[0]
 
     def partition(self):
         return dict(self._trainable)

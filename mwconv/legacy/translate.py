@@ -197,14 +197,26 @@ class _Translator:
             # that names a keras.layers function into that function (Attention's
             # score_mode="dot" becomes keras.layers.dot); the current reader keeps strings
             layer.update({"module": "keras.layers", "registered_name": None})
+        if "module" in layer and isinstance(cfg.get("batch_input_shape"), list):
+            # Keras 3's current reader passes it to the layer, which refuses it (its legacy
+            # reader renames it): a Sequential's first layer declares the model's input so
+            cfg["input_shape"] = cfg.pop("batch_input_shape")[1:]
         for key, value in cfg.items():        # wrapped layers: Bidirectional, TimeDistributed, RNN cells
             if isinstance(value, dict) and "class_name" in value and "config" in value:
                 if isinstance(getattr(_keras().layers, value["class_name"], None), type):
-                    self.layer(value)
+                    self._wrapped(value)
             elif isinstance(value, list) and key == "cells":
                 for cell in value:
-                    self.layer(cell)
+                    self._wrapped(cell)
         return layer
+
+    def _wrapped(self, layer):
+        """A layer inside a wrapper; the wrapper's Keras 3 reader finds it by its module, which
+        tf-keras's SavedModel metadata leaves out (its .h5 and .keras configs write it)."""
+        if isinstance(layer, dict) and "module" not in layer \
+                and isinstance(getattr(_keras().layers, layer.get("class_name") or "", None), type):
+            layer.update({"module": "keras.layers", "registered_name": None})
+        self.layer(layer)
 
     @staticmethod
     def _values(class_name, cfg):
