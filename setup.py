@@ -25,7 +25,10 @@ setup(
         "tomli>=2.0; python_version < '3.11'",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "jsonschema>=4.18", "jax>=0.4.30", "hypothesis>=6.100"],   # jax: no-TensorFlow tests
+        # jax: no-TensorFlow tests; keras-hub: its backbones as targets (its tensorflow-text
+        # wheels follow TensorFlow's minor version: tested where constraints.txt pins both)
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "jsonschema>=4.18", "jax>=0.4.30", "hypothesis>=6.100",
+                 "keras-hub>=0.20; python_version >= '3.11' and python_version < '3.13'"],
         # PyTorch-exported ONNX blocks are then exported live by the tests (CPU wheels:
         # --index-url https://download.pytorch.org/whl/cpu); without it they read committed exports
         "torch": ["torch>=2.2"],

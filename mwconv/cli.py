@@ -114,13 +114,15 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
 @click.option("--allow-missing", is_flag=True, help="Target weights without a source keep their initial values.")
 @click.option("--allow-unused", is_flag=True, help="Source tensors may go unused.")
 @click.option("--allow-nonfinite", is_flag=True, help="Import NaN/Inf values instead of refusing them.")
+@click.option("--allow-whole-layer-freeze", is_flag=True, help="Freeze a custom layer (not a built-in Keras layer) "
+              "whole where it cannot hold a frozen flag per weight (default: exit 3).")
 @click.option("--channels-last", is_flag=True, help="ONNX graph import: build an NHWC model (default: the "
               "ONNX model's own NCHW layout).")
 @click.option("--force", is_flag=True, help="Replace OUTPUT if it exists.")
 @_common
 @click.pass_context
 def import_(ctx, source, output, model_spec, rules, layout, freeze, train, update_statistics, allow_missing,
-            allow_unused, allow_nonfinite, channels_last, force, as_json, verbose):
+            allow_unused, allow_nonfinite, allow_whole_layer_freeze, channels_last, force, as_json, verbose):
     """Build the target model, inject the tensors of SOURCE as frozen weights
     of mixed layers (matched by name, never by position), write OUTPUT (.keras,
     with an embedded manifest) and print the mapping report.
@@ -152,7 +154,8 @@ def import_(ctx, source, output, model_spec, rules, layout, freeze, train, updat
         _say(opts, f"no -o given: writing {os.path.relpath(output)}")
     options = ImportOptions(model=model_spec, rules=rules, layout=layout, freeze=freeze, train=train,
                             update_statistics=update_statistics, allow_missing=allow_missing, allow_unused=allow_unused, allow_nonfinite=allow_nonfinite,
-                            channels_last=channels_last, output=output, force=force)
+                            allow_whole_layer_freeze=allow_whole_layer_freeze, channels_last=channels_last,
+                            output=output, force=force)
     _, report = import_weights(source, options=options)
     workspace.record_import(output, source)
     if opts["json"]:

@@ -55,12 +55,14 @@ def versions():
     return out
 
 
-def build_manifest(model, provenance=None, hashed=None, statistics=None):
+def build_manifest(model, provenance=None, hashed=None, statistics=None, frozen_layers=None):
     """``provenance``: {weight path: {"source_file", "source_sha256", "tensor", "transform"}}.
     ``hashed``: {weight path: {"shape", "dtype", "sha256"}} already computed from this model
     (verify's reference summary), which spares hashing those weights again. ``statistics``:
     {weight path: "fixed" | "opted-in" | "trains"} for moving statistics, recorded so that a
-    drift check of a format without Keras layers (ONNX) knows which may move."""
+    drift check of a format without Keras layers (ONNX) knows which may move.
+    ``frozen_layers``: paths of custom layers frozen whole whose sub-layers' flags no config
+    holds (mwconv's loader freezes them again)."""
     from concurrent.futures import ThreadPoolExecutor
 
     trainable = {id(v) for v in model.trainable_weights}
@@ -83,8 +85,8 @@ def build_manifest(model, provenance=None, hashed=None, statistics=None):
 
     todo = [v for v in model.weights if v.path not in hashed]
     if not todo:                  # every hash known: no pass over the weights, no bar
-        return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name,
-                "weights": [entry(v) for v in model.weights]}
+        return _with_layers({"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name,
+                             "weights": [entry(v) for v in model.weights]}, frozen_layers)
     total = sum(int(np.prod(v.shape, dtype=np.int64)) * np.dtype(v.dtype).itemsize for v in todo)
     # hashlib releases the GIL: large models hash on every core
     with progress.tensor_bar(f"hashing {len(todo)} weights", total) as bar, \
@@ -94,7 +96,14 @@ def build_manifest(model, provenance=None, hashed=None, statistics=None):
             weights.append(item)
             if item["path"] not in hashed:
                 bar.update(int(np.prod(item["shape"], dtype=np.int64)) * np.dtype(item["dtype"]).itemsize)
-    return {"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name, "weights": weights}
+    return _with_layers({"schema_version": SCHEMA_VERSION, "tool": versions(), "model": model.name,
+                         "weights": weights}, frozen_layers)
+
+
+def _with_layers(manifest, frozen_layers):
+    if frozen_layers:
+        manifest["frozen_layers"] = list(frozen_layers)
+    return manifest
 
 
 def dumps(manifest):

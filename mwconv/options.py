@@ -39,6 +39,7 @@ class ImportOptions:
     allow_missing: bool = _field(False, bool)
     allow_unused: bool = _field(False, bool)
     allow_nonfinite: bool = _field(False, bool)
+    allow_whole_layer_freeze: bool = _field(False, bool)   # custom layers that cannot hold a flag per weight
     update_statistics: tuple = _field((), [str])   # frozen BatchNormalization layers whose statistics update
     channels_last: bool = _field(False, bool)
     output: str = _field(kind="path")

@@ -47,11 +47,12 @@ def _load(model):
 
 
 def _manifest(model, previous, hashed=None):
+    from mwconv.layers.conversion import whole_frozen_layers
     from mwconv.layers.statistics import model_statistics
 
     provenance = {w["path"]: w.get("provenance") for w in (previous or {}).get("weights", [])}
     statistics = {path: state for path, (_, state) in model_statistics(model).items()}
-    return build_manifest(model, provenance, hashed, statistics)
+    return build_manifest(model, provenance, hashed, statistics, frozen_layers=whole_frozen_layers(model))
 
 
 def _tree_size(path):

@@ -89,7 +89,7 @@ def _graph_matches(src, targets, plan, attribute_constants):
 def _transform(m, layout, usage):
     if m.transform != "auto":
         return m.transform
-    name = layouts.transform_for(layout, m.target.layer_class, m.target.weight)
+    name = layouts.transform_for(layout, m.target.layer_class, m.target.weight, m.target.owner)
     if layout == "onnx" and name == "linear" and m.source in usage:
         op, index, attrs = usage[m.source]
         if op == "MatMul" or (op == "Gemm" and index == 1 and not attrs.get("transB", 0)):
@@ -145,7 +145,9 @@ def import_weights(source, model=None, *, options=None, **fields):
         from mwconv.manifest import build_manifest
         from mwconv.layers.statistics import model_statistics
         statistics = {path: state for path, (_, state) in model_statistics(result).items()}
-        save_keras(result, opts.output, build_manifest(result, report.provenance, statistics=statistics),
+        from mwconv.layers.conversion import whole_frozen_layers
+        save_keras(result, opts.output, build_manifest(result, report.provenance, statistics=statistics,
+                                                       frozen_layers=whole_frozen_layers(result)),
                    force=opts.force)
     return result, report
 
@@ -305,7 +307,7 @@ def _build(src, state, opts, report):
     digest = _SourceDigest(src)
     target_model, imported = state.pop("model"), state["imported"]
     config, initializers = mixed_config(target_model, state["frozen"], overwritten=imported,
-                                        update_statistics=state["opted"])
+                                        update_statistics=state["opted"], whole=opts.allow_whole_layer_freeze)
     kept = {v.path: np.array(v.numpy()) for v in target_model.weights if v.path not in imported}
     paths = [v.path for v in target_model.weights]
     # drop every reference to a target model we own, so its weights are freed before the
@@ -321,9 +323,31 @@ def _build(src, state, opts, report):
     for path, value in kept.items():  # weights the source does not fill keep the target's values
         by_path[path].assign(value)
     _inject(result, src, state["plan"], opts.allow_nonfinite, report.provenance)
+    _hold_freezes(result, state["frozen"], opts.allow_whole_layer_freeze)
     for p in report.provenance.values():
         p["source_sha256"] = digest.result()
     return result
+
+
+def _hold_freezes(model, frozen, allowed):
+    """Every weight meant to be frozen is frozen in ``model``, or the import stops (exit 3):
+    a custom layer that builds its own sub-layers (keras-hub's TransformerEncoder) cannot
+    hold their flags in its config. With ``allowed`` such layers are frozen whole."""
+    from mwconv.layers.conversion import freeze_whole, unheld_freezes
+    unheld = unheld_freezes(model, frozen)
+    if not unheld:
+        return
+    if not allowed:
+        first = next(iter(unheld))
+        layer = dict((layer.name, layer) for layer in model.layers).get(first.split("/")[0])
+        kind = f"{type(layer).__module__.split('.')[0]} {type(layer).__name__}" if layer is not None else "a layer"
+        raise InputRejected(
+            f"layer '{first}' ({kind}) is not a built-in Keras layer and builds its own sub-layers, so no config "
+            f"holds a frozen flag for their {len(unheld[first])} imported weights ('{unheld[first][0]}', ...): "
+            f"a reloaded model would train them ({len(unheld)} such layers: {shorten(list(unheld), 6)}); pass "
+            "--allow-whole-layer-freeze to freeze each such layer whole (recorded in the manifest and applied "
+            "again by mwconv's loader), or --train them")
+    freeze_whole(model, unheld)
 
 
 def _import(source, opts):

@@ -33,6 +33,9 @@ TRANSFORMS = {
     "conv_transpose": lambda a, shape: _conv(a),
     "depthwise": _depthwise,
     "reshape": lambda a, shape: np.reshape(a, shape),
+    # a torch/ONNX Linear weight (out, in) into an EinsumDense kernel whose axes are the
+    # contracted input axes, then the output axes ("abc,cde->abde": (in, heads, head_dim))
+    "linear_reshape": lambda a, shape: np.reshape(np.transpose(a), shape),
 }
 
 # Keras layer class (stock or mixed, same names) -> weight name -> transform for torch/onnx layouts
@@ -48,18 +51,41 @@ FOREIGN = {
 LAYOUTS = ("keras", "torch", "onnx", "auto")
 
 
-def transform_for(layout, layer_class, weight_name):
+def transform_for(layout, layer_class, weight_name, owner=None):
+    """The transform of a torch/onnx tensor into the weight ``weight_name`` of a layer of
+    class ``layer_class`` (``owner``: the layer itself, which an EinsumDense's equation needs)."""
     if layout not in LAYOUTS[:3]:
         raise UsageError(f"--layout must be one of {', '.join(LAYOUTS)}. Received: {layout!r}")
     if layout == "keras":
         return "none"
+    if layer_class == "EinsumDense" and weight_name == "kernel" and owner is not None:
+        return einsum_transform(getattr(owner, "equation", None))
     return FOREIGN.get(layer_class, {}).get(weight_name, "none")
 
 
+def einsum_transform(equation):
+    """``linear_reshape`` when an EinsumDense kernel lists its contracted axes first, then its
+    output axes (what a Linear weight transposed and reshaped gives), else ``none``:
+    decided from the equation, never from whether shapes fit."""
+    try:
+        inputs, output = equation.replace(" ", "").split("->")
+        data, kernel = inputs.split(",")
+    except (AttributeError, ValueError):
+        return "none"
+    contracted = [c for c in kernel if c in data and c not in output]
+    produced = [c for c in kernel if c in output and c not in data]
+    if contracted and produced and list(kernel) == contracted + produced:
+        return "linear_reshape"
+    return "none"
+
+
 def apply(name, array, target_shape):
-    if name not in TRANSFORMS:
-        raise UsageError(f"unknown transform '{name}'; known: {', '.join(sorted(TRANSFORMS))}")
-    return TRANSFORMS[name](array, tuple(target_shape))
+    """Apply transform ``name``, or a chain of them (``linear,reshape``) in order."""
+    for part in name.split(","):
+        if part not in TRANSFORMS:
+            raise UsageError(f"unknown transform '{part}'; known: {', '.join(sorted(TRANSFORMS))}")
+        array = TRANSFORMS[part](array, tuple(target_shape))
+    return array
 
 
 def check_finite(array, path, tensor):

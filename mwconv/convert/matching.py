@@ -51,6 +51,7 @@ class Target:
     dtype: str
     trainable: bool
     aliases: tuple = ()
+    owner: object = None          # the layer that created the weight (a sub-layer's, at any depth)
 
 
 @dataclasses.dataclass

@@ -10,8 +10,9 @@ One rule a line, tried in order; ``#`` starts a comment::
 The source side is a Python regular expression that must match the whole
 tensor name; the target may use its groups (``\\1``). The transform is one of
 ``none``, ``transpose``, ``linear``, ``conv``, ``conv_transpose``,
-``depthwise``, or ``auto`` (the default: chosen from ``--layout`` and the
-target layer). ``!ignore`` marks a source tensor as deliberately unused.
+``depthwise``, ``reshape`` (to the target's shape), ``linear_reshape``, a chain of
+them applied in order (``linear,reshape``), or ``auto`` (the default: chosen from
+``--layout`` and the target layer). ``!ignore`` marks a source tensor as deliberately unused.
 """
 
 import dataclasses
@@ -53,9 +54,10 @@ def parse_rules(text, path="<rules>"):
             raise UsageError(f"line {number}: expected 'SOURCE_REGEX -> TARGET [TRANSFORM]'. Received: {raw.strip()!r}",
                              path=path)
         transform = parts[1] if len(parts) == 2 else "auto"
-        if transform != "auto" and transform not in TRANSFORMS:
-            raise UsageError(f"line {number}: unknown transform '{transform}'; known: auto, "
-                             f"{', '.join(sorted(TRANSFORMS))}", path=path)
+        unknown = [t for t in transform.split(",") if t not in TRANSFORMS] if transform != "auto" else []
+        if unknown:
+            raise UsageError(f"line {number}: unknown transform '{unknown[0]}'; known: auto, "
+                             f"{', '.join(sorted(TRANSFORMS))} (chain them with ',': linear,reshape)", path=path)
         try:
             pattern = re.compile(left)
         except re.error as e:

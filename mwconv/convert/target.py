@@ -70,6 +70,15 @@ def saved_order(layer):
     return _compat.own_variables(layer)
 
 
+def _owners(layer):
+    """``{id(variable): the layer inside ``layer`` that created it}``, at any depth."""
+    found = {}
+    for inner in _compat.flatten_layers(layer, include_self=False):
+        for v in _compat.own_variables(inner):
+            found.setdefault(id(v), inner)
+    return found
+
+
 def catalogue(model):
     """Every weight of the model as a Target, with the key Keras 3 weights files use for it."""
     trainable_ids = {id(v) for v in model.trainable_weights}
@@ -83,10 +92,13 @@ def catalogue(model):
         for i, v in enumerate(owned):
             targets.append(Target(path=v.path, layer=layer, layer_class=type(layer).__name__, weight=v.name,
                                   shape=tuple(v.shape), dtype=v.dtype, trainable=id(v) in trainable_ids,
-                                  aliases=(f"layers/{h5_name}/vars/{i}",)))
+                                  aliases=(f"layers/{h5_name}/vars/{i}",), owner=layer))
         nested = [v for v in layer.weights if all(v is not o for o in owned)]
+        owners = _owners(layer) if nested else {}
         for v in nested:  # weights of sub-layers and nested models: matched by path and name only
             inner = v.path if v.path.startswith(layer.name + "/") else f"{layer.name}/{v.path}"
-            targets.append(Target(path=v.path, layer=layer, layer_class="", weight=v.name, shape=tuple(v.shape),
-                                  dtype=v.dtype, trainable=id(v) in trainable_ids, aliases=(inner,)))
+            owner = owners.get(id(v))          # its own layer's class decides its layout transform
+            targets.append(Target(path=v.path, layer=layer, layer_class=type(owner).__name__ if owner else "",
+                                  weight=v.name, shape=tuple(v.shape), dtype=v.dtype,
+                                  trainable=id(v) in trainable_ids, aliases=(inner,), owner=owner))
     return targets

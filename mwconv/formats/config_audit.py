@@ -21,7 +21,9 @@ the file's own tensors do not back.
 [('e', 8589934592)]
 """
 
+import importlib
 import math
+import sys
 
 from mwconv.errors import InputRejected, printable
 
@@ -54,7 +56,15 @@ def _allowed_module(module, config):
     name = config.get("registered_name") or config.get("class_name")
     if config.get("class_name") == "function":     # Keras names a registered function in "config"
         name = config.get("config")
-    return isinstance(name, str) and keras.saving.get_registered_object(name) is not None
+    if not isinstance(name, str):
+        return False
+    package = name.split(">")[0] if ">" in name else None
+    if package in MODULE_ROOTS and package not in sys.modules:
+        try:                 # a model library registers its objects when imported (keras_hub>gelu_approximate)
+            importlib.import_module(package)
+        except ImportError:
+            return False
+    return keras.saving.get_registered_object(name) is not None
 
 
 def _label(obj, layer):

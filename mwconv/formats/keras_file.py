@@ -102,7 +102,17 @@ def load_keras(path, compile=False):
         _check_crc(crc, path, e)
         raise _rebuild_error(e, path) from e
     _check_crc(crc, path)
-    return stable_paths(model), config, manifest
+    return _frozen_again(stable_paths(model), manifest), config, manifest
+
+
+def _frozen_again(model, manifest):
+    """Freeze again the custom layers the manifest says were frozen whole: their sub-layers'
+    flags are in no config (``layers.conversion.whole_frozen_layers``)."""
+    layers = (manifest or {}).get("frozen_layers") if isinstance(manifest, dict) else None
+    if isinstance(layers, list):
+        from mwconv.layers.conversion import freeze_whole
+        freeze_whole(model, [p for p in layers if isinstance(p, str)])
+    return model
 
 
 def _check_crc(crc, path, cause=None):

@@ -16,7 +16,7 @@ def _is_model(layer):
     return isinstance(layer, keras.Model)
 
 
-def _plan(layers, frozen_paths, prefix="", opted=frozenset()):
+def _plan(layers, frozen_paths, prefix="", opted=frozenset(), whole=False):
     """{layer name: (mixed class or None, changes to its config)}, or for a nested model
     {name: ("nested", its own plan)}. A layer's frozen names are its own weights' names
     and, below its sub-layers, their paths (``lstm_cell/kernel``)."""
@@ -26,7 +26,7 @@ def _plan(layers, frozen_paths, prefix="", opted=frozenset()):
     for layer in layers:
         own = f"{prefix}{layer.name}/"
         if _is_model(layer):
-            inner = _plan(layer.layers, frozen_paths, own, opted)
+            inner = _plan(layer.layers, frozen_paths, own, opted, whole)
             if inner:
                 plan[layer.name] = ("nested", inner)
             continue
@@ -39,13 +39,13 @@ def _plan(layers, frozen_paths, prefix="", opted=frozenset()):
             plan[layer.name] = (mixed_cls, {"frozen": want})
             if own[:-1] in opted:
                 plan[layer.name][1]["update_statistics"] = True
-        elif set(want) == set(names):
+        elif set(want) == set(names) or whole:
             plan[layer.name] = (None, {"trainable": False})
         else:
             raise InputRejected(
                 f"layer '{layer.name}' ({type(layer).__name__}) is not a built-in Keras layer, so mwconv has no "
                 f"mixed counterpart for it and freezes its weights all together or not at all; asked to freeze "
-                f"{want} of {names}. Adjust --train/--freeze")
+                f"{want} of {names}. Adjust --train/--freeze, or pass --allow-whole-layer-freeze to freeze it whole")
     return plan
 
 
@@ -71,7 +71,7 @@ def _apply(entries, plan, zero, originals):
         entry["config"].update(changes)
 
 
-def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozenset()):
+def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozenset(), whole=False):
     """The model's serialized config with every weight in ``frozen_paths`` frozen: each
     layer holding one becomes its mixed counterpart with ``frozen=[names]``, inside nested
     models too; a custom layer with no counterpart is frozen whole (``trainable=False``)
@@ -84,7 +84,7 @@ def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozense
             and type(model) is not keras.Model:
         raise InputRejected(f"the target model is a subclassed {type(model).__name__}; mwconv converts functional "
                             "and Sequential models (build the target with keras.Input)")
-    plan = _plan(model.layers, frozen_paths, opted=frozenset(update_statistics))
+    plan = _plan(model.layers, frozen_paths, opted=frozenset(update_statistics), whole=whole)
     config = keras.saving.serialize_keras_object(model)
     zero = {}
     for layer in model.layers:
@@ -94,6 +94,50 @@ def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozense
     originals = {}
     _apply(config["config"]["layers"], plan, zero, originals)
     return config, originals
+
+
+def _leaf_layers(layers, prefix=""):
+    """``(path, layer)`` of every layer that is not a model, nested models opened."""
+    for layer in layers:
+        if _is_model(layer):
+            yield from _leaf_layers(layer.layers, f"{prefix}{layer.name}/")
+        else:
+            yield prefix + layer.name, layer
+
+
+def unheld_freezes(model, frozen_paths):
+    """``{layer path: [its weights still trainable]}``: the layers where a weight that
+    should be frozen is trainable in ``model`` (built from its config). A custom layer
+    frozen whole through its config (``trainable=False``) holds its own weights' flags, but
+    not those of the sub-layers it creates in ``build()``: Keras gives the model those as
+    trainable weights, and fit would train them."""
+    trainable = {id(v) for v in model.trainable_weights}
+    found = {}
+    for path, layer in _leaf_layers(model.layers):
+        loose = [v.path for v in layer.weights if v.path in frozen_paths and id(v) in trainable]
+        if loose:
+            found[path] = loose
+    return found
+
+
+def freeze_whole(model, layer_paths):
+    """Freeze the layers at ``layer_paths`` whole: every layer inside them (the setter of a
+    layer's ``trainable`` reaches only the sub-layers Keras tracks) and every weight."""
+    layers = dict(_leaf_layers(model.layers))
+    for path in layer_paths:
+        if path in layers:
+            for inner in _compat.flatten_layers(layers[path]):
+                inner.trainable = False
+            for v in layers[path].weights:
+                v.trainable = False
+
+
+def whole_frozen_layers(model):
+    """The paths of the layers frozen whole that hold sub-layers with weights: their
+    sub-layers' flags are not in any config, so the manifest records them and mwconv's
+    loader applies them again (``freeze_whole``)."""
+    return [path for path, layer in _leaf_layers(model.layers)
+            if not layer.trainable and layer.weights and _compat.flatten_layers(layer, include_self=False)]
 
 
 def statistics_layers(model):
