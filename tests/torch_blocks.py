@@ -240,6 +240,28 @@ class ResNet18(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
+class FPNTiny(nn.Module):
+    """A feature-pyramid neck as detectors and segmentation heads have it: a strided
+    backbone, then top-down ``F.interpolate`` (nearest x2, bilinear to a size, bilinear with
+    align_corners, bicubic) with lateral 1x1 convolutions and adds."""
+
+    def __init__(self, classes=5):
+        super().__init__()
+        self.c1, self.c2, self.c3 = conv_bn(3, 8, 3, 2), conv_bn(8, 16, 3, 2), conv_bn(16, 32, 3, 2)
+        self.l2, self.l1 = nn.Conv2d(16, 32, 1), nn.Conv2d(8, 32, 1)
+        self.head = nn.Conv2d(32, classes, 3, padding=1)
+
+    def forward(self, x):
+        f1 = self.c1(x)
+        f2 = self.c2(f1)
+        f3 = self.c3(f2)
+        p2 = self.l2(f2) + F.interpolate(f3, scale_factor=2, mode="nearest")
+        p1 = self.l1(f1) + F.interpolate(p2, size=f1.shape[-2:], mode="bilinear", align_corners=False)
+        out = self.head(p1)
+        out = out + F.interpolate(F.avg_pool2d(out, 2), scale_factor=2, mode="bilinear", align_corners=True)
+        return F.interpolate(out, scale_factor=2, mode="bicubic", align_corners=False)
+
+
 def perturb_batchnorm(model, seed=0):
     """Non-trivial running statistics, as a trained model has."""
     g = torch.Generator().manual_seed(seed)
@@ -261,6 +283,7 @@ BLOCKS = {
     "convnext": (ConvNeXtTiny, lambda: torch.randn(1, 3, 32, 32)),
     "vit": (ViTTiny, lambda: torch.randn(1, 3, 32, 32)),
     "transformer_encoder": (TextEncoder, lambda: torch.randint(0, 50, (1, 12))),
+    "fpn": (FPNTiny, lambda: torch.randn(1, 3, 32, 32)),
 }
 
 # blocks also exported with a dynamic batch axis (shape arithmetic on the batch size)

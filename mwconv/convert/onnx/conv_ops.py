@@ -170,3 +170,60 @@ def global_max_pool(g, node, a):
     from mwconv.layers.onnx_ops import OnnxReduce
     x = g.tensor(node.input[0], node)
     return OnnxReduce(kind="ReduceMax", axes=list(range(2, len(x.shape))), keepdims=1, name=g.name(node))(x)
+
+
+def _resize_target(g, node, a, x, opset_inputs):
+    """``(scales, sizes)`` per axis from the node's constant inputs (or Upsample's attribute)."""
+    rank = len(x.shape)
+    names = {k: given(node, i) for k, i in opset_inputs.items()}
+    if "scales" in a:                                          # Upsample-7: an attribute
+        return [float(s) for s in a["scales"]], None
+    if names.get("sizes"):
+        sizes = [int(s) for s in g.const(names["sizes"], node).reshape(-1)]
+        axes = _ints(a.get("axes", range(rank)))
+        if len(sizes) != len(axes):
+            raise Unsupported(f"{len(sizes)} sizes for {len(axes)} axes")
+        full = list(x.shape)
+        for axis, size in zip(axes, sizes):
+            full[axis] = size
+        return None, full
+    if names.get("scales"):
+        scales = [float(s) for s in g.const(names["scales"], node).reshape(-1)]
+        if scales:
+            axes = _ints(a.get("axes", range(rank)))
+            full = [1.0] * rank
+            for axis, scale in zip(axes, scales):
+                full[axis] = scale
+            return full, None
+    raise Unsupported("neither scales nor sizes is given")
+
+
+@onnx_op("Resize", "Upsample")
+def resize(g, node, a):
+    """Nearest (each nearest_mode), linear and cubic on the spatial axes, every coordinate
+    transform but tf_crop_and_resize; the output sizes must be known at import time."""
+    from mwconv.layers.onnx_resize import COORDINATE_MODES, MODES, OnnxResize, output_size
+    x = g.tensor(node.input[0], node)
+    legacy = node.op_type == "Upsample" or len(node.input) == 2      # Upsample, Resize-10: X, scales
+    scales, sizes = _resize_target(g, node, a, x, {"scales": 1} if legacy else {"roi": 1, "scales": 2, "sizes": 3})
+    mode = text(a.get("mode", "nearest"))
+    mode = {"bilinear": "linear", "trilinear": "linear"}.get(mode, mode)
+    coordinate = "asymmetric" if legacy else text(a.get("coordinate_transformation_mode", "half_pixel"))
+    nearest = "floor" if legacy else text(a.get("nearest_mode", "round_prefer_floor"))
+    if mode not in MODES or coordinate not in COORDINATE_MODES:
+        raise Unsupported(f"mode {mode}, coordinate_transformation_mode {coordinate}")
+    if int(a.get("antialias", 0)) or text(a.get("keep_aspect_ratio_policy", "stretch")) != "stretch":
+        raise Unsupported("antialias or keep_aspect_ratio_policy")
+    dims = list(x.shape)
+    sizes = sizes or [d if s == 1.0 else (output_size(d, s) if d is not None else None) for d, s in zip(dims, scales)]
+    axes = [i for i, (d, s) in enumerate(zip(dims, sizes)) if d != s and not (i == 0 and d is None)]
+    if any(i < 2 for i in axes):
+        raise Unsupported("resizing the batch or channel axis")
+    if any(dims[i] is None or sizes[i] is None for i in axes):
+        raise Unsupported("spatial sizes that are only known at run time")
+    if not axes:
+        return x
+    used = [scales[i] if scales else sizes[i] / dims[i] for i in axes]
+    return OnnxResize(axes=axes, in_sizes=[dims[i] for i in axes], out_sizes=[sizes[i] for i in axes], scales=used,
+                      mode=mode, coordinate=coordinate, nearest=nearest, cubic_a=float(a.get("cubic_coeff_a", -0.75)),
+                      exclude_outside=bool(int(a.get("exclude_outside", 0))), name=g.name(node))(x)
