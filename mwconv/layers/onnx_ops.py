@@ -234,15 +234,20 @@ class OnnxWhere(_Configured):
 
 @register
 class OnnxReduce(_Configured):
-    """ReduceMean/Sum/Max/Min over ``axes`` (all when None)."""
+    """ReduceMean/Sum/Max/Min/Prod/L1/L2/SumSquare/LogSum/LogSumExp over ``axes`` (all when None)."""
 
     _fields = ("kind", "axes", "keepdims")
+    KINDS = {"ReduceMean": ops.mean, "ReduceSum": ops.sum, "ReduceMax": ops.max, "ReduceMin": ops.min,
+             "ReduceProd": ops.prod,
+             "ReduceL1": lambda x, axis, keepdims: ops.sum(ops.abs(x), axis=axis, keepdims=keepdims),
+             "ReduceL2": lambda x, axis, keepdims: ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=keepdims)),
+             "ReduceSumSquare": lambda x, axis, keepdims: ops.sum(ops.square(x), axis=axis, keepdims=keepdims),
+             "ReduceLogSum": lambda x, axis, keepdims: ops.log(ops.sum(x, axis=axis, keepdims=keepdims)),
+             "ReduceLogSumExp": ops.logsumexp}
 
     def call(self, x):
-        fn = {"ReduceMean": ops.mean, "ReduceSum": ops.sum, "ReduceMax": ops.max, "ReduceMin": ops.min,
-              "ReduceProd": ops.prod}[self.kind]
         axes = tuple(self.axes) if self.axes is not None else None
-        return fn(x, axis=axes, keepdims=bool(self.keepdims))
+        return self.KINDS[self.kind](x, axis=axes, keepdims=bool(self.keepdims))
 
 
 @register

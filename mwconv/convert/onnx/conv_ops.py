@@ -50,13 +50,15 @@ def conv(g, node, a):
     if n not in (1, 2, 3):
         raise Unsupported(f"{n}-D convolution")
     strides, dilations = _geometry(a, n)
-    # Keras cannot stride a dilated convolution: run it at stride 1, then keep every s-th position
-    subsample = strides if any(s > 1 for s in strides) and any(d > 1 for d in dilations) else None
     group = int(a.get("group", 1))
+    depthwise = group > 1 and group == x.shape[1] and in_per_group == 1 and n in (1, 2)
+    # Keras cannot stride a dilated convolution, nor TensorFlow a depthwise one unequally
+    # (strides (2, 1) in OCR classifiers): run it at stride 1, then keep every s-th position
+    subsample = strides if any(s > 1 for s in strides) and (
+        any(d > 1 for d in dilations) or (depthwise and len(set(strides)) > 1)) else None
     pads = spatial_pads(a, list(x.shape[2:]), kernel, strides, dilations)
     bias = given(node, 2)
     h = _pad(g, g.to_last(x, node), node, pads)
-    depthwise = group > 1 and group == x.shape[1] and in_per_group == 1 and n in (1, 2)
     common = dict(kernel_size=tuple(kernel), strides=(1,) * n if subsample else tuple(strides),
                   dilation_rate=tuple(dilations), padding="valid", use_bias=bias is not None, name=g.name(node))
     if depthwise:
@@ -129,14 +131,17 @@ def _pool(g, node, a, kind):
     if len(node.output) > 1 and node.output[1]:
         raise Unsupported("the Indices output")
     pads = spatial_pads(a, list(x.shape[2:]), kernel, strides, dilations)
-    if kind == "Average" and any(p != (0, 0) for p in pads) and not int(a.get("count_include_pad", 0)):
-        raise Unsupported("padding with count_include_pad=0")
+    exclude = kind == "Average" and not int(a.get("count_include_pad", 0))
     span = [(k - 1) * d + 1 for k, d in zip(kernel, dilations)]
     if int(a.get("ceil_mode", 0)):
         extra = _ceil_extra(list(x.shape[2:]), span, strides, pads)
-        if kind == "Average" and any(extra):
-            raise Unsupported("ceil_mode=1 where a window runs past the input (its divisor differs)")
+        if kind == "Average" and any(extra) and not exclude:
+            raise Unsupported("ceil_mode=1 with count_include_pad=1 where a window runs past the input")
         pads = [(b, e + x) for (b, e), x in zip(pads, extra)]
+    if exclude and any(p != (0, 0) for p in pads):
+        from mwconv.layers.onnx_pool import OnnxExcludePadAveragePool
+        layer = OnnxExcludePadAveragePool(pool_size=kernel, strides=strides, pads=pads, name=g.name(node))
+        return g.to_first(layer(g.to_last(x, node)), node)
     h = _pad(g, g.to_last(x, node), node, pads, MAX_PAD if kind == "Max" else 0.0)
     if any(d != 1 for d in dilations):
         from mwconv.layers.onnx_ops import OnnxDilatedMaxPool

@@ -257,7 +257,8 @@ def cast(g, node, a):
     return OnnxCast(to=to, name=g.name(node))(g.tensor(node.input[0], node))
 
 
-@onnx_op("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd")
+@onnx_op("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2", "ReduceSumSquare",
+         "ReduceLogSum", "ReduceLogSumExp")
 def reduce(g, node, a):
     from mwconv.layers.onnx_ops import OnnxReduce
     x = g.tensor(node.input[0], node)
@@ -269,3 +270,13 @@ def reduce(g, node, a):
     axes = sorted(_axis(v, len(x.shape)) for v in axes)
     g.batch_axis(axes, node, "reduces over the batch axis")
     return OnnxReduce(kind=node.op_type, axes=axes, keepdims=int(a.get("keepdims", 1)), name=g.name(node))(x)
+
+
+@onnx_op("CumSum")
+def cumsum(g, node, a):
+    from mwconv.layers.onnx_cumsum import OnnxCumSum
+    x = g.tensor(node.input[0], node)
+    axis = _axis(int(np.asarray(g.const(node.input[1], node)).reshape(-1)[0]), len(x.shape))
+    g.batch_axis([axis], node, "sums along the batch axis")
+    return OnnxCumSum(axis=axis, exclusive=bool(int(a.get("exclusive", 0))), reverse=bool(int(a.get("reverse", 0))),
+                      name=g.name(node))(x)
