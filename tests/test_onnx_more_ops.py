@@ -60,3 +60,23 @@ def test_depthwise_convolution_with_unequal_strides(tmp_path):
                    group=3, strides=[2, 1], pads=[1, 1, 1, 1])
     reloaded = run_both(tmp_path, model, {"x": X4})
     assert any("Depthwise" in type(layer).__name__ for layer in reloaded.layers)
+
+
+def test_a_mask_constant_holding_minus_infinity_is_not_a_weight(tmp_path):
+    """An additive attention mask with -inf, exported as a constant: it imports without
+    --allow-nonfinite (that flag stays for weights), and softmax gives onnxruntime's numbers."""
+    from tests.helpers import run_cli
+    mask = np.zeros((5, 6), np.float32)
+    mask[np.triu_indices(5, 1)] = -np.inf
+    nodes = [helper.make_node("Add", ["x", "mask"], ["masked"], name="add_mask"),
+             helper.make_node("Softmax", ["masked"], ["y"], name="softmax", axis=-1)]
+    model = graph_model(nodes, [vi("x", ["N", 5, 6])], [vi("y", ["N", 5, 6])], {"mask": mask})
+    reloaded = run_both(tmp_path, model, {"x": X3})
+    assert any(type(layer).__module__.startswith("mwconv.layers.onnx") and layer.weights for layer in reloaded.layers)
+    # a weight holding NaN is still refused without the flag
+    bad = w(6, 6)
+    bad[2, 3] = np.nan
+    gemm = single("Gemm", ["N", 6], ["N", 6], {"B": bad}, extra_inputs=("B",))
+    onnx.save(gemm, tmp_path / "gemm.onnx")
+    code, _, err = run_cli("import", tmp_path / "gemm.onnx", "-o", tmp_path / "gemm.keras")
+    assert code == 3 and "tensor 'B'" in err and "--allow-nonfinite" in err

@@ -232,7 +232,7 @@ def _inject(result, src, plan, allow_nonfinite, provenance):
     with progress.tensor_bar(f"importing {len(plan)} tensors", total) as bar:
         for p in plan:
             value = src.get_tensor(p.source)
-            if not allow_nonfinite:
+            if not allow_nonfinite and not _mask_constant(owners[p.target], value):
                 layouts.check_finite(value, src.path, p.source)
             value = layouts.apply(p.transform, value, p.shape)
             var = variables[p.target]
@@ -240,6 +240,19 @@ def _inject(result, src, plan, allow_nonfinite, provenance):
             provenance[p.target] = {"source_file": src.path, "tensor": p.source, "transform": p.transform,
                                     "match": p.how}
             bar.update(src.info(p.source).nbytes)
+
+
+def _mask_constant(layer, value):
+    """An ONNX graph constant that is a mask or a fill value, not a weight of the network:
+    held by one of the small layers of ``mwconv.layers.onnx_*``, and either one value (``Where(m, x, -inf)``)
+    or nothing but 0 and +-inf (an additive attention mask). Those import without
+    --allow-nonfinite; a learned constant (a position embedding) holding Inf or NaN does not."""
+    if not type(layer).__module__.startswith("mwconv.layers.onnx"):     # OnnxConstant, ConstantArithmetic, ...
+        return False
+    a = np.asarray(value)
+    if a.dtype.kind not in "fc" or a.size == 1:
+        return True
+    return not np.isnan(a).any() and not np.any(a[np.isfinite(a)] != 0)
 
 
 def _assign(layer, var, value):
