@@ -80,3 +80,13 @@ def test_a_mask_constant_holding_minus_infinity_is_not_a_weight(tmp_path):
     onnx.save(gemm, tmp_path / "gemm.onnx")
     code, _, err = run_cli("import", tmp_path / "gemm.onnx", "-o", tmp_path / "gemm.keras")
     assert code == 3 and "tensor 'B'" in err and "--allow-nonfinite" in err
+
+
+@pytest.mark.parametrize("axis", [1, 2, -1])
+def test_gather_elements_with_negative_indices(axis, tmp_path):
+    from onnx import TensorProto
+    idx = RNG.integers(-6 if axis != 1 else -5, 5, (2, 5, 6)).astype(np.int64)
+    node = helper.make_node("GatherElements", ["x", "i"], ["y"], name="gather", axis=axis)
+    graph = helper.make_graph([node], "g", [vi("x", [2, 5, 6]), vi("i", [2, 5, 6], TensorProto.INT64)],
+                              [vi("y", [2, 5, 6])])
+    run_both(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": X3, "i": idx})

@@ -274,9 +274,19 @@ def reduce(g, node, a):
 
 @onnx_op("CumSum")
 def cumsum(g, node, a):
-    from mwconv.layers.onnx_cumsum import OnnxCumSum
+    from mwconv.layers.onnx_axis_ops import OnnxCumSum
     x = g.tensor(node.input[0], node)
     axis = _axis(int(np.asarray(g.const(node.input[1], node)).reshape(-1)[0]), len(x.shape))
     g.batch_axis([axis], node, "sums along the batch axis")
     return OnnxCumSum(axis=axis, exclusive=bool(int(a.get("exclusive", 0))), reverse=bool(int(a.get("reverse", 0))),
                       name=g.name(node))(x)
+
+
+@onnx_op("GatherElements")
+def gather_elements(g, node, a):
+    from mwconv.layers.onnx_axis_ops import OnnxGatherElements
+    data, indices = (g.operand(name, node, other_rank=g.rank(other, node))
+                     for name, other in ((node.input[0], node.input[1]), (node.input[1], node.input[0])))
+    axis = _axis(int(a.get("axis", 0)), len(data.shape))
+    g.batch_axis([axis], node, "gathers along the batch axis")
+    return OnnxGatherElements(axis=axis, name=g.name(node))([data, indices])

@@ -1,5 +1,6 @@
-"""ONNX ``CumSum``: the running sum along one axis, ``exclusive`` (each position leaves
-itself out) and ``reverse`` (from the end), as RoBERTa's position ids compute it."""
+"""ONNX ops along one axis: ``CumSum`` (the running sum, ``exclusive``: each position leaves
+itself out, ``reverse``: from the end) and ``GatherElements`` (``take_along_axis``), as
+RoBERTa's embeddings compute position and token-type ids."""
 
 import keras
 from keras import ops
@@ -29,3 +30,25 @@ class OnnxCumSum(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "axis": self.axis, "exclusive": self.exclusive, "reverse": self.reverse}
+
+
+@register
+class OnnxGatherElements(keras.layers.Layer):
+    """``data`` indexed by ``indices`` (same rank) along ``axis``; negative indices count from the end."""
+
+    def __init__(self, axis, **kwargs):
+        super().__init__(**kwargs)
+        self.axis = int(axis)
+
+    def call(self, inputs):
+        data, indices = inputs
+        indices = ops.cast(indices, "int32")
+        size = ops.cast(ops.shape(data)[self.axis], "int32")
+        indices = ops.where(ops.less(indices, 0), ops.add(indices, size), indices)
+        return ops.take_along_axis(data, indices, axis=self.axis)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[1]
+
+    def get_config(self):
+        return {**super().get_config(), "axis": self.axis}
