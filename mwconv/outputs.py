@@ -53,8 +53,13 @@ def _age(path):
         return float("inf")
 
 
-def _owner(root):
-    """The pid in a staging folder's ``.pid``, or None."""
+def _owner(root, prefix=""):
+    """The pid of the run that made a staging folder: its name says it
+    (``<prefix><pid>.<random>.mwconv-tmp``, so a run killed before it wrote anything is still
+    known), else its ``.pid`` (folders of older versions); None when neither does."""
+    head = os.path.basename(root)[len(prefix):].split(".")[0] if prefix else ""
+    if head.isdigit():
+        return int(head)
     try:
         with open(os.path.join(root, ".pid"), encoding="ascii") as f:
             return int(f.read().strip())
@@ -74,7 +79,7 @@ def staging_folders(target, live=None):
         return names
 
     def held(name):
-        pid = _owner(os.path.join(parent, name))
+        pid = _owner(os.path.join(parent, name), prefix)
         return runtime.alive(pid) if pid is not None else _age(os.path.join(parent, name)) < FRESH_SECONDS
     return [n for n in names if held(n) == live]
 
@@ -109,7 +114,8 @@ def atomic_output(target, *, force=False, directory=False):
     try:
         os.makedirs(parent, exist_ok=True)
         sweep_leftovers(target)
-        stage_root = tempfile.mkdtemp(prefix=_stage_prefix(target), suffix=".mwconv-tmp", dir=parent)
+        stage_root = tempfile.mkdtemp(prefix=f"{_stage_prefix(target)}{os.getpid()}.", suffix=".mwconv-tmp",
+                                      dir=parent)
         runtime.register_staging(stage_root)
         with open(os.path.join(stage_root, ".pid"), "w", encoding="ascii") as f:
             f.write(str(os.getpid()))

@@ -334,9 +334,14 @@ def test_leftovers_of_a_killed_run_are_swept(model, tmp_path):
     orphan = tmp_path / f"{_stage_prefix(str(target))}jkl012.mwconv-tmp"    # no .pid, an hour old: swept
     orphan.mkdir()
     os.utime(orphan, (os.path.getmtime(orphan) - 3600,) * 2)
+    # killed before it wrote anything: just made, no .pid, but its name says whose it was
+    early = tmp_path / f"{_stage_prefix(str(target))}{dead.pid}.a1b2c3d4.mwconv-tmp"
+    early.mkdir()
+    mine = tmp_path / f"{_stage_prefix(str(target))}{os.getpid()}.e5f6g7h8.mwconv-tmp"   # a live run's: kept
+    mine.mkdir()
     code, _, err = run_cli("export", model, "--format", "saved_model", "-o", target, "--no-verify")
     assert code == 0, err
-    assert sorted(os.listdir(tmp_path)) == sorted(["serving", live.name, starting.name])
+    assert sorted(os.listdir(tmp_path)) == sorted(["serving", live.name, starting.name, mine.name])
 
 
 # -- names in messages: escaped, long lists shortened ---------------------------------------------
