@@ -3,7 +3,8 @@ at small inputs, RNN and text models, nested and transfer-learning models. Each 
 and saved by tf-keras inside the session, then taken through mwconv end to end with no
 ``--model``: import -> outputs equal tf-keras's -> every weight frozen -> export to
 SavedModel, .keras and ONNX -> ``mwconv verify`` -> the weights-only file imports into
-the imported architecture."""
+the imported architecture. The nine heavy applications run the same checks in this process,
+each exported to one of the three formats in turn (``ONE_FORMAT``)."""
 
 import json
 
@@ -17,6 +18,11 @@ pytest.importorskip("tf_keras", reason="tf-keras 2.x writes the zoo's files")
 
 HEAVY = {"densenet121", "nasnet_mobile", "inception_v3", "xception", "efficientnet_b0", "efficientnet_v2_b0",
          "resnet50", "resnet50_v2", "mobilenet_v3_large"}
+FORMATS = ("saved_model", "keras", "onnx")
+# the heavy models run in this process (no command start-up) and each is exported to one
+# format, in turn, so that every format still takes deep networks; the others go through the
+# command line into all three
+ONE_FORMAT = {name: FORMATS[i % 3] for i, name in enumerate(sorted(HEAVY))}
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +52,8 @@ def test_imports_exports_and_verifies_as_is(written, tmp_path, name):
 
     h5, weights_h5, feeds, expected = written[name]
     imported = tmp_path / f"{name}.keras"
+    if name in ONE_FORMAT:
+        return _in_process(name, h5, weights_h5, feeds, expected, imported, tmp_path)
     code, report, err = run_json("import", h5, "-o", imported)
     assert code == 0, err
     assert report["missing"] == [] and report["unused"] == [] and report["mismatched"] == []
@@ -70,6 +78,26 @@ def test_imports_exports_and_verifies_as_is(written, tmp_path, name):
     code, report, err = run_json("import", weights_h5, "--model", imported, "-o", tmp_path / "again.keras")
     assert code == 0, err
     assert {w["source"] for w in report["weights"]} == set(report_sources(weights_h5))
+    assert _relative(_run(mwconv.load_model(tmp_path / "again.keras"), feeds), expected) <= 1e-5
+
+
+def _in_process(name, h5, weights_h5, feeds, expected, imported, tmp_path):
+    """The same checks through the Python API, with one export format."""
+    import mwconv
+    _, report = mwconv.import_weights(h5, output=imported)
+    assert report.missing == [] and report.unused == [] and report.mismatched == []
+    assert report.weights and all(not w["trainable"] for w in report.weights)
+    model = mwconv.load_model(imported)
+    assert model.trainable_weights == []
+    assert _relative(_run(model, feeds), expected) <= 1e-5
+    del model
+    fmt = ONE_FORMAT[name]
+    out = tmp_path / {"saved_model": "serving", "keras": "exported.keras", "onnx": "exported.onnx"}[fmt]
+    mwconv.export(imported, fmt, out, verify=False)
+    verified = mwconv.verify(out, imported, checks=["partition", "outputs"], rtol=1e-4, atol=1e-3)
+    assert verified.ok, f"{fmt}: {[c.problems for c in verified.checks]}"
+    _, again = mwconv.import_weights(weights_h5, model=str(imported), output=tmp_path / "again.keras")
+    assert {w["source"] for w in again.weights} == set(report_sources(weights_h5))
     assert _relative(_run(mwconv.load_model(tmp_path / "again.keras"), feeds), expected) <= 1e-5
 
 
