@@ -333,11 +333,16 @@ def test_unsupported_ops_are_listed_with_node_names(tmp_path):
 
 
 def test_unsupported_attribute_names_the_node(tmp_path):
-    model = single("AveragePool", ["N", 3, 9, 7], None, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    model = single("AveragePool", ["N", 3, 9, 7], None, kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1,
+                   count_include_pad=1)
     onnx.save(model, tmp_path / "p.onnx")
     code, _, err = run_cli("import", tmp_path / "p.onnx", "-o", tmp_path / "p.keras")
-    assert code == 3 and "AveragePool (averagepool_node: ceil_mode=1 where a window runs past the input" in err
+    assert code == 3 and ("AveragePool (averagepool_node: ceil_mode=1 with count_include_pad=1 where a window runs "
+                          "past the input") in err
     assert not (tmp_path / "p.keras").exists()
+    # without counting the padding (the default), a window past the input averages what it covers
+    model = single("AveragePool", ["N", 3, 9, 7], ["N", 3, 5, 4], kernel_shape=[2, 2], strides=[2, 2], ceil_mode=1)
+    run_both(tmp_path, model, {"x": X4})
 
 
 def test_malformed_graph(tmp_path):
