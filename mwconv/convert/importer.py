@@ -335,8 +335,8 @@ def _build(src, state, opts, report):
     by_path = {v.path: v for v in result.weights}
     for path, value in kept.items():  # weights the source does not fill keep the target's values
         by_path[path].assign(value)
+    _hold_freezes(result, state["frozen"], opts.allow_whole_layer_freeze)     # before any tensor is read
     _inject(result, src, state["plan"], opts.allow_nonfinite, report.provenance)
-    _hold_freezes(result, state["frozen"], opts.allow_whole_layer_freeze)
     for p in report.provenance.values():
         p["source_sha256"] = digest.result()
     return result
