@@ -187,17 +187,17 @@ class HDF5Source(Source):
         mwconv's translator, a Keras 3 one by ``keras.saving.load_model``."""
         if not self.has_architecture:
             return super().architecture()
-        from mwconv.layers.conversion import model_from_config, stable_paths
+        from mwconv.formats.tf_keras_files import build_translated
+        from mwconv.layers.conversion import stable_paths
         from mwconv.modelio import keras_api
         keras = keras_api()
         version = self._metadata.get("keras_version") or ""
         self.audit()
+        if not version.startswith("3."):
+            model, self.translation = build_translated(self._stored_config(), self.path)
+            return model
         try:
-            if version.startswith("3."):
-                return stable_paths(keras.saving.load_model(self.path, compile=False, safe_mode=True))
-            from mwconv.legacy import translate
-            self.translation = translate(self._stored_config(), self.path)
-            return model_from_config(self.translation.config)
+            return stable_paths(keras.saving.load_model(self.path, compile=False, safe_mode=True))
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
             raise InputRejected(f"cannot rebuild the model stored in this file ({inner_reason(e)}); pass --model",
                                 path=self.path) from e
