@@ -10,6 +10,7 @@ setup(
                 "export them, and prove the export kept the partition and the numbers.",
     python_requires=">=3.10,<3.14",
     packages=find_packages(include=["mwconv", "mwconv.*"]),
+    package_data={"mwconv.maps": ["*.rules"]},   # the rules files --map hf-bert names
     install_requires=[
         "tensorflow>=2.17.1,<2.22",
         "keras>=3.10,<4",

@@ -24,9 +24,14 @@ INTERNALS = {
     "keras.Variable._path": "a variable's path",
     "keras.Variable._initialize_with_initializer": "the initial value of variables created in a scope",
     "keras.Layer._post_build": "the hook after build (overridden by the mixed layers)",
+    "keras.src.models.functional.Functional": "whether a model class is built functionally",
+    "keras.src.saving.saving_lib._save_state / H5IOStore": "the key each weight gets in a Keras 3 "
+    ".weights.h5, at any depth",
     "keras.Model._inputs_struct": "the structure (dict, list, single) a functional model was built with",
     "KerasTensor._keras_history": "the layer that produced a model output",
     "keras.Layer._inbound_nodes": "the tensors of each call of a layer (mwconv compare's pairing)",
+    "keras.Variable._initialize_with_initializer (allocation_limit)": "bounding what building a "
+    "config allocates",
     "keras.src.saving.serialization_lib.ObjectSharingScope": "shared objects of a config",
     "keras.src.backend.tensorflow.nn.conv / _convert_data_format": "the TensorFlow backend's convolution",
     "tf.__internal__.tracking.AutoTrackable": "a root object to save variables and functions from",
@@ -90,6 +95,46 @@ def has_post_build_hook():
 
 
 # -- models -------------------------------------------------------------------------------
+def is_functional(model):
+    """Whether ``model`` is built functionally (``keras.src.models.functional.Functional``):
+    a subclass that calls ``super().__init__(inputs, outputs)``, as keras-hub's backbones
+    do, is one; a model defined by its ``call`` is not. No public test tells them apart."""
+    from keras.src.models.functional import Functional
+    return isinstance(model, Functional)
+
+
+def weights_file_keys(model):
+    """``{id(variable): the dataset key Keras 3's save_weights gives it}``
+    (``layers/transformer_encoder/_self_attention_layer/query_dense/vars/0``), at any depth.
+    Keras names a weight by the attribute path its saving walk takes (class names, counters,
+    private attribute names), which only that walk knows: mwconv runs it
+    (``saving_lib._save_state``) with a store that records each variable instead of writing."""
+    from keras.src.saving import saving_lib
+
+    found = {}
+
+    class Entry(dict):
+        def __init__(self, path):
+            super().__init__()
+            self.path = path
+
+        def __setitem__(self, key, variable):
+            found.setdefault(id(variable), f"{self.path}/vars/{key}" if self.path else f"vars/{key}")
+
+    class Recorder(saving_lib.H5IOStore):
+        def __init__(self):                 # no file: nothing is opened or written
+            pass
+
+        def __bool__(self):
+            return True
+
+        def make(self, path, metadata=None):
+            return Entry(path)
+
+    saving_lib._save_state(model, Recorder(), None, "", set())
+    return found
+
+
 def inputs_struct(model):
     """``Functional._inputs_struct``: whether the model takes a dict, a list or one tensor;
     ``model.inputs`` is always a flat list. None for a model without it."""
@@ -156,6 +201,51 @@ def variables_start_as_zeros(keras, keep=("seed_generator_state",)):
 
     def initialize(self, initializer):
         return original(self, initializer if self.name in keep else zeros)
+
+    cls._initialize_with_initializer = initialize
+    try:
+        yield
+    finally:
+        if own:
+            cls._initialize_with_initializer = original
+        else:
+            del cls._initialize_with_initializer
+
+
+class AllocationExceeded(BaseException):
+    """Raised inside a model's build by ``allocation_limit``: a BaseException, so that
+    Keras's deserializer (which wraps an Exception in a TypeError) lets it through."""
+
+    def __init__(self, allocated, limit):
+        super().__init__(allocated, limit)
+        self.allocated, self.limit = allocated, limit
+
+
+@contextlib.contextmanager
+def allocation_limit(keras, limit):
+    """Variables created inside may hold ``limit`` bytes in all; the one that would pass it
+    raises AllocationExceeded before its memory is allocated. For a config that names a
+    model class and its constructor's arguments (keras-hub's ``BertBackbone(vocabulary_size=
+    ...)``) nothing but building tells the weights' sizes: this bounds what a hostile config
+    can allocate. ``keras.Variable._initialize_with_initializer`` is wrapped for the block."""
+    import numpy as np
+
+    cls = keras.Variable
+    original = getattr(cls, "_initialize_with_initializer", None)
+    if original is None:
+        yield
+        return
+    own = "_initialize_with_initializer" in cls.__dict__
+    total = [0]
+
+    def initialize(self, initializer):
+        size = np.dtype(self.dtype if self.dtype != "bfloat16" else "float16").itemsize
+        for d in self.shape:
+            size *= int(d)
+        total[0] += size
+        if total[0] > limit:
+            raise AllocationExceeded(total[0], limit)
+        return original(self, initializer)
 
     cls._initialize_with_initializer = initialize
     try:

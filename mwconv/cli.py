@@ -102,8 +102,8 @@ def fixtures(ctx, directory, seed, force, as_json, verbose):
 @click.argument("source", type=click.Path())
 @click.option("-o", "--output", type=click.Path(), help="The .keras file to write. Default: "
               "<source stem>.keras in the current folder.")
-@click.option("--model", "model_spec", help="Target model: a .keras file, module:function or file.py:function "
-              "returning a Keras model. Default: the source's own architecture.")
+@click.option("--model", "model_spec", help="Target model: a .keras file, a keras-hub preset folder or config.json, "
+              "module:function or file.py:function returning a Keras model. Default: the source's own architecture.")
 @click.option("--map", "rules", type=click.Path(), help="Name-mapping rules file (see README).")
 @click.option("--layout", type=click.Choice(["keras", "torch", "onnx", "auto"]), default="auto", show_default=True,
               help="Tensor layout of the source: torch/onnx transpose Linear and Conv weights.")

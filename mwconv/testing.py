@@ -37,7 +37,7 @@ def train_step_contract(model, layer, x, frozen_views=None, trainable_views=None
     before, fv, tv = weights_by_path(model), _views(layer, frozen_views), _views(layer, trainable_views)
     y = np.asarray(model(x)) if keras.backend.backend() != "torch" else keras.ops.convert_to_numpy(model(x))
     target = np.random.default_rng(1).standard_normal(y.shape).astype("float32")
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=0.05, weight_decay=0.1), loss="mse")
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=0.05, weight_decay=0.1), loss="mse", metrics=[])
     model.train_on_batch(x, target)
     after = weights_by_path(model)
     for path, (value, trainable) in before.items():

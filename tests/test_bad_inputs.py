@@ -226,4 +226,4 @@ def test_keras_needing_unsafe_deserialization(tmp_path):
 
 def test_directory_without_saved_model(tmp_path):
     (tmp_path / "d").mkdir()
-    check_rejected(tmp_path / "d", "holds no saved_model.pb")
+    check_rejected(tmp_path / "d", "holds neither saved_model.pb (a SavedModel) nor a keras-hub config.json")

@@ -151,3 +151,30 @@ def test_no_module_but_compat_reaches_into_a_framework():
                         ["keras", "src"], ["tf_keras", "src"]):
                     offenders.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} from {node.module}")
     assert offenders == []
+
+
+def test_functional_classes_and_weights_file_keys(nested, tmp_path):
+    import h5py
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    assert _compat.is_functional(nested) and not _compat.is_functional(Sub()), \
+        _moved("keras.src.models.functional.Functional")
+    keys = _compat.weights_file_keys(nested)
+    nested.save_weights(tmp_path / "m.weights.h5")
+    with h5py.File(tmp_path / "m.weights.h5") as f:
+        for v in nested.weights:                 # the same dataset, holding the same values
+            np.testing.assert_array_equal(f[keys[id(v)]][()], np.asarray(v.numpy()),
+                                          err_msg=_moved("saving_lib._save_state / H5IOStore"))
+    assert sorted(keys[id(v)] for v in nested.weights)[0] == "layers/dense/vars/0"
+
+
+def test_an_allocation_limit_stops_a_build_before_its_memory():
+    with _compat.allocation_limit(keras, 10_000):
+        keras.layers.Dense(10).build((None, 10))                 # 440 bytes: built
+        with pytest.raises(_compat.AllocationExceeded) as caught:
+            keras.layers.Embedding(10**9, 64).build((None, 4))   # 256 GB: refused before allocating
+    assert caught.value.allocated == 10**9 * 64 * 4 + 440 and caught.value.limit == 10_000
+    keras.layers.Embedding(3000, 4).build((None, 4))             # the limit is gone after the block

@@ -17,7 +17,7 @@ PACKAGE = os.path.join(ROOT, "mwconv")
 # verification -> formats -> modelio/legacy -> layers -> errors. A new unit must be placed here.
 RANK = {
     "errors": 0, "_quiet": 0, "_compat": 0, "progress": 0, "runtime": 0,
-    "layers": 1, "outputs": 1, "manifest": 1, "failures": 1,
+    "layers": 1, "outputs": 1, "manifest": 1, "failures": 1, "maps": 1,
     "modelio": 2, "legacy": 2, "training": 2, "callbacks": 2,
     "formats": 3,
     "options": 4, "fixtures": 4, "inspect": 4, "loading": 4, "workspace": 4, "testing": 4,

@@ -335,18 +335,22 @@ def _build(src, state, opts, report):
     by_path = {v.path: v for v in result.weights}
     for path, value in kept.items():  # weights the source does not fill keep the target's values
         by_path[path].assign(value)
-    _hold_freezes(result, state["frozen"], opts.allow_whole_layer_freeze)     # before any tensor is read
+    _hold_freezes(result, state["frozen"], opts.allow_whole_layer_freeze, state["opted"])
     _inject(result, src, state["plan"], opts.allow_nonfinite, report.provenance)
     for p in report.provenance.values():
         p["source_sha256"] = digest.result()
     return result
 
 
-def _hold_freezes(model, frozen, allowed):
+def _hold_freezes(model, frozen, allowed, opted=()):
     """Every weight meant to be frozen is frozen in ``model``, or the import stops (exit 3):
     a custom layer that builds its own sub-layers (keras-hub's TransformerEncoder) cannot
     hold their flags in its config. With ``allowed`` such layers are frozen whole."""
     from mwconv.layers.conversion import freeze_whole, unheld_freezes
+    from mwconv.layers.in_place import freeze_in_place, freezes_in_place
+    if freezes_in_place(model):            # a keras-hub Backbone or Task: frozen on the built model
+        freeze_in_place(model, frozen, opted)
+        return
     unheld = unheld_freezes(model, frozen)
     if not unheld:
         return

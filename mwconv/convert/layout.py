@@ -6,6 +6,8 @@ onnx) and the kind of the target weight, never from whether shapes happen to
 fit: a square PyTorch Linear weight is transposed like any other.
 """
 
+import re
+
 import numpy as np
 
 from mwconv.errors import InputRejected, UsageError
@@ -79,9 +81,22 @@ def einsum_transform(equation):
     return "none"
 
 
+_PART = re.compile(r"part\((\d+)/(\d+)\)")
+
+
 def apply(name, array, target_shape):
-    """Apply transform ``name``, or a chain of them (``linear,reshape``) in order."""
+    """Apply transform ``name``, or a chain of them (``linear,reshape``) in order. ``part(i/n)``
+    (written by a rule's ``split`` over ``n`` targets) is the ``i``-th of ``n`` equal slices
+    along the last axis: GPT-2's fused query/key/value weight, one slice per target."""
     for part in name.split(","):
+        sliced = _PART.fullmatch(part)
+        if sliced:
+            index, count = int(sliced.group(1)), int(sliced.group(2))
+            if not array.shape or array.shape[-1] % count:
+                raise ValueError(f"the last axis of {tuple(array.shape)} does not split into {count} equal parts")
+            step = array.shape[-1] // count
+            array = array[..., index * step:(index + 1) * step]
+            continue
         if part not in TRANSFORMS:
             raise UsageError(f"unknown transform '{part}'; known: {', '.join(sorted(TRANSFORMS))}")
         array = TRANSFORMS[part](array, tuple(target_shape))

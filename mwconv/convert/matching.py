@@ -69,6 +69,8 @@ def _keys(target, model_name):
     keys |= {f(a) for a in target.aliases for f in (normalise, canonical, loose)}
     if model_name and target.path.startswith(model_name + "/"):
         keys.add(canonical(target.path[len(model_name) + 1:]))
+    if hasattr(target.layer, "get_layer") and target.path.startswith(target.layer.name + "/"):
+        keys.add(canonical(target.path[len(target.layer.name) + 1:]))     # below a nested model (a task's backbone)
     return keys
 
 
@@ -99,6 +101,8 @@ class _Matcher:
         for name in names:
             if name in self.by_path:
                 self.claim(self.by_path[name], name, "exact")
+            elif self.source_aliases.get(name) in aliases:      # a key qualified by its model's class
+                self.claim(aliases[self.source_aliases[name]], name, "alias")
             elif name in aliases:
                 self.claim(aliases[name], name, "alias")
             elif self.source_aliases.get(name) in self.by_path:
@@ -121,6 +125,15 @@ class _Matcher:
                 still.append(name)
             elif target_path == IGNORE:
                 self.ignored.append(name)
+            elif "|" in target_path:                 # split: one slice of the source per target
+                paths = target_path.split("|")
+                for i, path in enumerate(paths):
+                    found = self._rule_target(path, index)
+                    if found is None:
+                        raise InputRejected(_no_such_target(name, rule, path, rules, self.by_path, index),
+                                            path=self.path, tensor=name)
+                    part = rule.transform.replace("split", f"part({i}/{len(paths)})")
+                    self.claim(self.by_path[found], name, f"rule:{rule.line}", part)
             else:
                 found = self._rule_target(target_path, index)
                 if found is None:

@@ -8,11 +8,14 @@ One rule a line, tried in order; ``#`` starts a comment::
     bn\.num_batches_tracked       ->      !ignore
 
 The source side is a Python regular expression that must match the whole
-tensor name; the target may use its groups (``\\1``). The transform is one of
+tensor name; the target may use its groups (``\\1``), a numeric group plus or minus a
+constant (``\\g<1+1>``: keras-hub numbers some blocks from 1). The transform is one of
 ``none``, ``transpose``, ``linear``, ``conv``, ``conv_transpose``,
 ``depthwise``, ``reshape`` (to the target's shape), ``linear_reshape``, a chain of
 them applied in order (``linear,reshape``), or ``auto`` (the default: chosen from
-``--layout`` and the target layer). ``!ignore`` marks a source tensor as deliberately unused.
+``--layout`` and the target layer). ``!ignore`` marks a source tensor as deliberately unused. A target list ``a|b|c`` with
+the transform ``split`` (``split,reshape``) gives target ``i`` the ``i``-th of equal slices of
+the source along its last axis: a fused query/key/value weight, one slice per target.
 """
 
 import dataclasses
@@ -22,6 +25,8 @@ from mwconv.convert.layout import TRANSFORMS
 from mwconv.errors import UsageError
 
 IGNORE = "!ignore"
+SPLIT = "split"        # with targets a|b|c: target i gets the i-th slice along the last axis
+_OFFSET = re.compile(r"\\g<(\d+)([+-]\d+)>")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +40,13 @@ class Rule:
         m = self.pattern.fullmatch(name)
         if not m:
             return None
-        return self.target if self.target == IGNORE else m.expand(self.target)
+        if self.target == IGNORE:
+            return IGNORE
+
+        def offset(g):                   # \g<1+1>: the number group 1 matched, plus one
+            value = m.group(int(g.group(1)))
+            return str(int(value) + int(g.group(2))) if value is not None and value.isdigit() else g.group(0)
+        return m.expand(_OFFSET.sub(lambda g: offset(g).replace("\\", "\\\\"), self.target))
 
 
 def parse_rules(text, path="<rules>"):
@@ -54,7 +65,10 @@ def parse_rules(text, path="<rules>"):
             raise UsageError(f"line {number}: expected 'SOURCE_REGEX -> TARGET [TRANSFORM]'. Received: {raw.strip()!r}",
                              path=path)
         transform = parts[1] if len(parts) == 2 else "auto"
-        unknown = [t for t in transform.split(",") if t not in TRANSFORMS] if transform != "auto" else []
+        unknown = [t for t in transform.split(",") if t not in TRANSFORMS and t != SPLIT] if transform != "auto" else []
+        if (SPLIT in transform.split(",")) != ("|" in parts[0]):
+            raise UsageError(f"line {number}: 'split' and a target list 'a|b|c' go together (one slice of the "
+                             f"source per target). Received: {raw.strip()!r}", path=path)
         if unknown:
             raise UsageError(f"line {number}: unknown transform '{unknown[0]}'; known: auto, "
                              f"{', '.join(sorted(TRANSFORMS))} (chain them with ',': linear,reshape)", path=path)
@@ -72,7 +86,7 @@ def _check_groups(pattern, target, number, path):
     if target == IGNORE:
         return
     refs = [int(n) for n in re.findall(r"\\(\d+)", target)]
-    refs += [int(n) for n in re.findall(r"\\g<(\d+)>", target)]
+    refs += [int(n) for n in re.findall(r"\\g<(\d+)(?:[+-]\d+)?>", target)]
     bad = [n for n in refs if n > pattern.groups]
     if bad:
         raise UsageError(f"line {number}: the target uses group \\{bad[0]} but the regex has {pattern.groups} "
@@ -80,7 +94,10 @@ def _check_groups(pattern, target, number, path):
 
 
 def load_rules(path):
+    """The rules of a file, or of a rules file mwconv ships, by name (``hf-bert``: ``mwconv.maps``)."""
     if path is None:
         return []
     from mwconv.formats.base import read_text_file
+    from mwconv.maps import resolve
+    path = resolve(path)
     return parse_rules(read_text_file(path, "rules file", UsageError), str(path))

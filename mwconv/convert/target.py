@@ -24,13 +24,18 @@ def _check_model(obj, spec):
 
 
 def load_model_spec(spec):
-    """``model.keras``, ``package.module:function`` or ``path/to/file.py:function``."""
+    """``model.keras``, a keras-hub preset folder or ``config.json``, ``package.module:function``
+    or ``path/to/file.py:function``."""
+    if os.path.isdir(spec) or spec.endswith(".json"):
+        from mwconv.formats.keras_hub_preset import target_model
+        return _check_model(target_model(spec), spec)
     if spec.endswith(".keras") or os.path.isfile(spec):
         from mwconv.formats.keras_file import load_keras_model
         return _check_model(load_keras_model(spec), spec)
     module_name, sep, func_name = spec.rpartition(":")
     if not sep or not module_name or not func_name:
-        raise InputRejected(f"--model '{spec}' is neither a .keras file nor 'module:function' / 'file.py:function'")
+        raise InputRejected(f"--model '{spec}' is neither a .keras file, a keras-hub preset or config.json, nor "
+                            "'module:function' / 'file.py:function'")
     keras_api()
     try:
         if module_name.endswith(".py") or os.sep in module_name:
@@ -79,9 +84,33 @@ def _owners(layer):
     return found
 
 
+def _file_keys(model):
+    """``{id(variable): its Keras 3 .weights.h5 key}``; {} where this Keras's saving walk
+    cannot be run (``tests/test_compat.py`` names the internal that moved)."""
+    try:
+        return _compat.weights_file_keys(model)
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return {}
+
+
+def _rooted_keys(model):
+    """``{id(variable): ["Class:key", ...]}``: each weight's key in the weights file of the
+    model and of every model inside it, qualified by that model's class
+    (``BertBackbone:layers/dense/vars/0``). A keras-hub preset's keys are qualified so, which
+    keeps a backbone preset's ``layers/dense`` from naming a task's own head."""
+    import keras
+    found = {}
+    for m in _compat.flatten_layers(model):
+        if isinstance(m, keras.Model):
+            for vid, key in _file_keys(m).items():
+                found.setdefault(vid, []).append(f"{type(m).__name__}:{key}")
+    return found
+
+
 def catalogue(model):
     """Every weight of the model as a Target, with the key Keras 3 weights files use for it."""
     trainable_ids = {id(v) for v in model.trainable_weights}
+    keys, rooted = _file_keys(model), _rooted_keys(model)
     targets, used = [], {}
     for layer in model.layers:
         name = _snake(type(layer).__name__)
@@ -92,13 +121,15 @@ def catalogue(model):
         for i, v in enumerate(owned):
             targets.append(Target(path=v.path, layer=layer, layer_class=type(layer).__name__, weight=v.name,
                                   shape=tuple(v.shape), dtype=v.dtype, trainable=id(v) in trainable_ids,
-                                  aliases=(f"layers/{h5_name}/vars/{i}",), owner=layer))
+                                  aliases=(keys.get(id(v), f"layers/{h5_name}/vars/{i}"), *rooted.get(id(v), ())),
+                                  owner=layer))
         nested = [v for v in layer.weights if all(v is not o for o in owned)]
         owners = _owners(layer) if nested else {}
-        for v in nested:  # weights of sub-layers and nested models: matched by path and name only
+        for v in nested:  # weights of sub-layers and nested models: by path, name and weights-file key
             inner = v.path if v.path.startswith(layer.name + "/") else f"{layer.name}/{v.path}"
             owner = owners.get(id(v))          # its own layer's class decides its layout transform
+            aliases = (inner, *([keys[id(v)]] if id(v) in keys else []), *rooted.get(id(v), ()))
             targets.append(Target(path=v.path, layer=layer, layer_class=type(owner).__name__ if owner else "",
                                   weight=v.name, shape=tuple(v.shape), dtype=v.dtype,
-                                  trainable=id(v) in trainable_ids, aliases=(inner,), owner=owner))
+                                  trainable=id(v) in trainable_ids, aliases=aliases, owner=owner))
     return targets

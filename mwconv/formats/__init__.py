@@ -37,9 +37,10 @@ def detect_format(path):
 
 def _registry():
     """Every Format, in the order their sniffers are tried."""
-    from mwconv.formats import hdf5, keras_file, numpy_files, onnx_file, safetensors_file, saved_model
+    from mwconv.formats import (hdf5, keras_file, keras_hub_preset, numpy_files, onnx_file, safetensors_file,
+                                saved_model)
     return (safetensors_file.FORMAT, hdf5.HDF5, numpy_files.NPY, keras_file.FORMAT, numpy_files.NPZ,
-            onnx_file.FORMAT, saved_model.FORMAT, hdf5.WEIGHTS_H5)
+            onnx_file.FORMAT, saved_model.FORMAT, keras_hub_preset.FORMAT, hdf5.WEIGHTS_H5)
 
 
 def source_formats():

@@ -18,10 +18,14 @@ def detect_format(path):
     if os.path.isdir(path):
         if os.path.isfile(os.path.join(path, "saved_model.pb")):
             return "saved_model"
+        from mwconv.formats.keras_hub_preset import is_preset
+        if is_preset(path):
+            return "keras_hub_preset"
         from mwconv.formats.names import _STEM_SUFFIXES
         if path.rstrip(os.sep).endswith(_STEM_SUFFIXES):      # a file's name: the folder is the surprise
             raise InputRejected("is a folder, not a file", path=path)
-        raise InputRejected("is a directory but holds no saved_model.pb (not a SavedModel)", path=path)
+        raise InputRejected("is a directory but holds neither saved_model.pb (a SavedModel) nor a keras-hub "
+                            "config.json (a keras-hub preset)", path=path)
     try:
         mode = os.stat(path).st_mode
     except OSError as e:

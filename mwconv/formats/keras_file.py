@@ -106,8 +106,12 @@ def load_keras(path, compile=False):
 
 
 def _frozen_again(model, manifest):
-    """Freeze again the custom layers the manifest says were frozen whole: their sub-layers'
-    flags are in no config (``layers.conversion.whole_frozen_layers``)."""
+    """Freeze again what no config holds: the custom layers the manifest says were frozen
+    whole (``layers.conversion.whole_frozen_layers``), and the whole partition of a model
+    that freezes in place (``layers.in_place``)."""
+    from mwconv.layers.in_place import freeze_from_manifest
+    if isinstance(manifest, dict):
+        freeze_from_manifest(model, manifest)       # a keras-hub Backbone or Task: its whole partition
     layers = (manifest or {}).get("frozen_layers") if isinstance(manifest, dict) else None
     if isinstance(layers, list):
         from mwconv.layers.conversion import freeze_whole

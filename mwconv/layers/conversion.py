@@ -80,10 +80,9 @@ def mixed_config(model, frozen_paths, overwritten=(), update_statistics=frozense
     path is in ``update_statistics`` keep updating their moving statistics while frozen."""
     import keras
 
-    if not isinstance(model, keras.Sequential) and type(model).__name__ != "Functional" \
-            and type(model) is not keras.Model:
-        raise InputRejected(f"the target model is a subclassed {type(model).__name__}; mwconv converts functional "
-                            "and Sequential models (build the target with keras.Input)")
+    from mwconv.layers.in_place import freezes_in_place
+    if freezes_in_place(model):      # its config holds no layers: frozen once built (layers.in_place)
+        return keras.saving.serialize_keras_object(model), {}
     plan = _plan(model.layers, frozen_paths, opted=frozenset(update_statistics), whole=whole)
     config = keras.saving.serialize_keras_object(model)
     zero = {}
@@ -209,4 +208,5 @@ def convert_to_mixed(model, frozen_paths):
     check_same_paths(original, result)
     for v in result.weights:
         v.assign(original[v.path])
-    return result
+    from mwconv.layers.in_place import freeze_in_place, freezes_in_place
+    return freeze_in_place(result, frozen_paths) if freezes_in_place(result) else result

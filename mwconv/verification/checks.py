@@ -50,7 +50,9 @@ def _train_once(model, inputs, ref_outputs):
     targets = [rng.standard_normal(np.shape(o)).astype(np.float32) for o in ref_outputs]
     packed = modelio.pack_inputs(model, inputs)
     if model.trainable_weights:
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse")
+        # metrics=[], not None: a keras-hub task compiled itself with accuracy for class labels,
+        # and Keras keeps earlier metrics when compile is given None
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.1), loss="mse", metrics=[])
         model.train_on_batch(packed, targets[0] if len(targets) == 1 else targets)
     else:
         model(packed, training=True)  # nothing to optimise; still run the layers in training mode
