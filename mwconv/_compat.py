@@ -239,7 +239,10 @@ def allocation_limit(keras, limit):
     total = [0]
 
     def initialize(self, initializer):
-        size = np.dtype(self.dtype if self.dtype != "bfloat16" else "float16").itemsize
+        try:
+            size = np.dtype(self.dtype).itemsize
+        except TypeError:               # bfloat16 without ml_dtypes, int4: count them as 2 and 1 bytes
+            size = 2 if "16" in str(self.dtype) else 1
         for d in self.shape:
             size *= int(d)
         total[0] += size

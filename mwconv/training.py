@@ -102,25 +102,8 @@ def _sub_trainable(layer):
 
 
 def _adopt(layer):
-    """Make a stock layer its mixed counterpart in place (a subclass of its own class), so
-    that a weight frozen now is recorded in its config. Returns the layer, or None when
-    no mixed counterpart exists."""
-    from mwconv.layers.mixed import mixed_class_for
-    from mwconv.layers.mixin import KernelVariantsMixin, MixedWeightsMixin
-
-    if isinstance(layer, MixedWeightsMixin):
-        return layer
-    cls = mixed_class_for(layer)
-    if cls is None:
-        return None
-    order = tuple((v.name, True, False) for v in _compat.own_trainable_variables(layer))
-    order += tuple((v.name, False, False) for v in _compat.own_non_trainable_variables(layer))
-    layer.__class__ = cls
-    layer.frozen, layer.update_statistics, layer._mixed_order = [], False, order
-    if isinstance(layer, KernelVariantsMixin):
-        layer._mask_value, layer.frozen_mask, layer.adapter_rank = None, False, None
-        layer.adapter_alpha, layer.frozen_rows = 1.0, None
-    return layer
+    from mwconv.layers.in_place import adopt
+    return adopt(layer)
 
 
 def _plan_layer(layer, prefix, train, freeze, opt_in):

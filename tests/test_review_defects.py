@@ -94,7 +94,8 @@ def test_every_command_names_a_missing_input_the_same_way(args, tmp_path, sample
 # since they also refuse FIFOs, devices and sockets
 NOT_A_FILE = {"--map": "the rules file is not a regular file (a folder, FIFO, device or socket): refused",
               "run": "the pipeline file is not a regular file (a folder, FIFO, device or socket): refused",
-              "{m}_saved_model": "is a directory but holds neither saved_model.pb (a SavedModel) nor a keras-hub config.json"}
+              "{m}_saved_model": "is a directory but holds neither saved_model.pb (a SavedModel) nor a keras-hub "
+                                 "config.json (a keras-hub preset)"}
 
 
 @pytest.mark.parametrize("args", MISSING, ids=[" ".join(a[:2]) + (" " + a[2] if len(a) > 2 else "") for a in MISSING])

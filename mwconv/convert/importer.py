@@ -9,7 +9,6 @@ weights of mixed layers, with a strict report of what went where.
 
 import dataclasses
 import fnmatch
-import os
 
 import numpy as np
 
@@ -191,37 +190,6 @@ def _plan(src, matches, layout, usage):
     return plan, mismatched
 
 
-class _SourceDigest:
-    """The source file's sha256, computed on a daemon thread beside the injection."""
-
-    def __init__(self, src):
-        import threading
-
-        from mwconv.manifest import sha256_file
-        self.value, self.error, self.path = None, None, src.path
-        if not os.path.isfile(src.path):   # a SavedModel folder: no single file to hash
-            self.thread = None
-            return
-
-        def run():
-            try:
-                self.value = sha256_file(src.path)
-            except Exception as e:  # noqa: BLE001 - handed to the caller by result(), never lost
-                self.error = e
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-
-    def result(self):
-        """The sha256; an error the thread met is raised here (the manifest never lacks it silently)."""
-        if self.thread is not None:
-            self.thread.join()
-        if self.error is not None:
-            raise InputRejected(f"cannot read the source to record its sha256 ({self.error})",
-                                path=self.path) from self.error
-        return self.value
-
-
 def _inject(result, src, plan, allow_nonfinite, provenance):
     """Read, check, transform and assign each planned tensor, one at a time."""
     from mwconv import progress
@@ -317,7 +285,8 @@ def _build(src, state, opts, report):
     """The mixed model from the target's config, the target's own values kept, the source's injected."""
     from mwconv.layers.conversion import check_same_paths, mixed_config, model_from_config, restore_initializers
 
-    digest = _SourceDigest(src)
+    from mwconv.convert.digest import SourceDigest
+    digest = SourceDigest(src)
     target_model, imported = state.pop("model"), state["imported"]
     config, initializers = mixed_config(target_model, state["frozen"], overwritten=imported,
                                         update_statistics=state["opted"], whole=opts.allow_whole_layer_freeze)

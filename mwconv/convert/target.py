@@ -26,7 +26,7 @@ def _check_model(obj, spec):
 def load_model_spec(spec):
     """``model.keras``, a keras-hub preset folder or ``config.json``, ``package.module:function``
     or ``path/to/file.py:function``."""
-    if os.path.isdir(spec) or spec.endswith(".json"):
+    if (os.path.isdir(spec) and not spec.rstrip(os.sep).endswith(".keras")) or spec.endswith(".json"):
         from mwconv.formats.keras_hub_preset import target_model
         return _check_model(target_model(spec), spec)
     if spec.endswith(".keras") or os.path.isfile(spec):

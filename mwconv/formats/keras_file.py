@@ -3,6 +3,7 @@ with ``keras.saving.load_model`` in safe mode (mwconv's layers registered), or, 
 archive tf-keras 2.x wrote, through mwconv's translator (``tf_keras_files``), and
 weights are listed by their Keras path with their trainable flag."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -96,13 +97,31 @@ def load_keras(path, compile=False):
         _check_crc(crc, path)
         return stable_paths(model), config, manifest
     try:
-        model = _load_in_place(keras, path, config, stored) if stored else \
-            keras.saving.load_model(path, safe_mode=True, compile=compile)
+        with _bounded(keras, path):
+            model = _load_in_place(keras, path, config, stored) if stored else \
+                keras.saving.load_model(path, safe_mode=True, compile=compile)
     except (ValueError, TypeError, KeyError, OSError, AttributeError) as e:
         _check_crc(crc, path, e)
         raise _rebuild_error(e, path) from e
     _check_crc(crc, path)
     return _frozen_again(stable_paths(model), manifest), config, manifest
+
+
+@contextlib.contextmanager
+def _bounded(keras, path):
+    """Building may allocate what the archive's members hold (with slack), no more: a
+    keras-hub config names constructor arguments, whose sizes the config audit cannot count."""
+    from mwconv import _compat
+    from mwconv.formats.keras_hub_preset import BUDGET_FLOOR, BUDGET_SLACK
+    with zipfile.ZipFile(path) as zf:
+        held = sum(i.file_size for i in zf.infolist() if i.filename not in ("config.json", "metadata.json"))
+    try:
+        with _compat.allocation_limit(keras, int(BUDGET_SLACK * held) + BUDGET_FLOOR):
+            yield
+    except _compat.AllocationExceeded as e:
+        raise InputRejected(f"the model's config declares weights of at least {e.allocated:,} bytes, but the "
+                            f"archive holds {held:,}: refused before allocating them (a corrupt or hostile "
+                            "config)", path=path) from None
 
 
 def _frozen_again(model, manifest):

@@ -164,7 +164,7 @@ def build_bounded(config, held_bytes, path):
         with _compat.allocation_limit(keras, limit) if limit is not None else contextlib.nullcontext():
             model = keras.saving.deserialize_keras_object(config, safe_mode=True)
     except _compat.AllocationExceeded as e:
-        raise InputRejected(f"the {config.get('class_name')} config declares weights of more than {e.allocated:,} "
+        raise InputRejected(f"the {config.get('class_name')} config declares weights of at least {e.allocated:,} "
                             f"bytes, but the preset holds {held_bytes:,}: refused before allocating them (a corrupt "
                             "or hostile config)", path=path) from None
     except (ValueError, TypeError, KeyError, AttributeError, ImportError) as e:
