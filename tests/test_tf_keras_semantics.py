@@ -228,10 +228,13 @@ def test_every_public_tf_keras_layer_keras_3_lacks_is_translated_or_refused_with
     assert missing <= set(REPLACED) | set(INFERENCE_IDENTITY) | set(REFUSED), sorted(missing)
     # ... and the layers defined inside tf_keras.applications
     assert {"LayerScale", "StochasticDepth", "CustomScaleLayer"} <= set(REPLACED) | set(INFERENCE_IDENTITY)
-    L = tfk.layers
+    import h5py
     i = tfk.Input((8, 2), name="x")
-    tfk.Model(i, L.LocallyConnected1D(3, 3, name="local")(i)).save(tmp_path / "local.h5")
-    code, _, err = run_cli("import", tmp_path / "local.h5", "-o", tmp_path / "local.keras")
-    assert code == 3 and not (tmp_path / "local.keras").exists()
-    assert err.strip().splitlines()[-1] == (f"mwconv: error: {tmp_path / 'local.h5'}: layer 'local' is a tf-keras "
-                                            f"LocallyConnected1D, which Keras 3 lacks: {REFUSED['LocallyConnected1D']}")
+    tfk.Model(i, tfk.layers.Dense(3, name="features")(i)).save(tmp_path / "features.h5")
+    with h5py.File(tmp_path / "features.h5", "r+") as f:      # a file naming a class no translation exists for
+        f.attrs["model_config"] = f.attrs["model_config"].replace('"class_name": "Dense"',
+                                                                  '"class_name": "DenseFeatures"')
+    code, _, err = run_cli("import", tmp_path / "features.h5", "-o", tmp_path / "features.keras")
+    assert code == 3 and not (tmp_path / "features.keras").exists()
+    assert err.strip().splitlines()[-1] == (f"mwconv: error: {tmp_path / 'features.h5'}: layer 'features' is a "
+                                            f"tf-keras DenseFeatures, which Keras 3 lacks: {REFUSED['DenseFeatures']}")

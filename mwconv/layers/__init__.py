@@ -4,6 +4,7 @@ serialization under the package name ``mwconv``, so ``.keras`` files that use
 them load in safe mode with no ``custom_objects``."""
 
 from mwconv.layers import onnx_axis_ops, onnx_ops, onnx_pool, onnx_resize, tf_keras_layers, tf_ops  # noqa: F401  (registers the ONNX, tf-keras and TF op layers)
+from mwconv.layers.locally_connected import LocallyConnected1D, LocallyConnected2D
 from mwconv.layers.mixed import (
     MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv1DTranspose, MixedConv2D, MixedConv2DTranspose,
     MixedConv3D, MixedConv3DTranspose, MixedDense, MixedDepthwiseConv1D, MixedDepthwiseConv2D, MixedEmbedding,
@@ -15,7 +16,7 @@ from mwconv.layers.tf_ops import LayerScale, TFOp
 
 __all__ = [
     "MIXED_FOR_STOCK", "CombinedTransformation", "FixedBiasLinear", "FrozenEmbedding", "KernelVariantsMixin",
-    "LayerScale", "MixedBatchNormalization", "MixedConv1D", "MixedConv1DTranspose", "MixedConv2D",
+    "LayerScale", "LocallyConnected1D", "LocallyConnected2D", "MixedBatchNormalization", "MixedConv1D", "MixedConv1DTranspose", "MixedConv2D",
     "MixedConv2DTranspose", "MixedConv3D", "MixedConv3DTranspose", "MixedDense", "MixedDepthwiseConv1D",
     "MixedDepthwiseConv2D", "MixedEmbedding", "MixedGroupNormalization", "MixedLayerNormalization", "MixedPReLU",
     "MixedWeightsMixin", "TFOp",

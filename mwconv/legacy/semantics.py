@@ -19,16 +19,13 @@ ACTIVATIONS = {"hard_sigmoid": "mwconv>tf_keras_hard_sigmoid"}
 RENAMED = {"LeakyReLU": {"alpha": "negative_slope"}}
 BUILD_SHAPES = {"MultiHeadAttention": ("query_shape", "key_shape", "value_shape")}
 REPLACED = {"LayerScale": "mwconv>LayerScale", "ThresholdedReLU": "mwconv>ThresholdedReLU",
-            "CustomScaleLayer": "mwconv>CustomScaleLayer"}
+            "CustomScaleLayer": "mwconv>CustomScaleLayer", "LocallyConnected1D": "mwconv>LocallyConnected1D",
+            "LocallyConnected2D": "mwconv>LocallyConnected2D"}
 INFERENCE_IDENTITY = ("StochasticDepth", "RandomHeight", "RandomWidth")
 REFUSED = {
     "DenseFeatures": "it reads tf.feature_column objects, which Keras 3 has no counterpart for; rebuild the "
                      "input pipeline with Keras preprocessing layers and pass --model",
     "AbstractRNNCell": "it is an abstract base class for cells written in Python; pass --model",
-    "LocallyConnected1D": "Keras 3 has no locally connected layer and mwconv does not translate it yet; "
-                          "pass --model with a model that replaces it",
-    "LocallyConnected2D": "Keras 3 has no locally connected layer and mwconv does not translate it yet; "
-                          "pass --model with a model that replaces it",
 }
 
 
