@@ -45,3 +45,13 @@ def gpt2(config=None):
     return keras_hub.models.GPT2Backbone(
         vocabulary_size=c["vocab_size"], num_layers=c["n_layer"], num_heads=c["n_head"], hidden_dim=c["n_embd"],
         intermediate_dim=c.get("n_inner") or 4 * c["n_embd"], max_sequence_length=c["n_positions"])
+
+
+def bert_classifier(config=None):
+    """``BertForSequenceClassification``'s keras-hub twin: ``BertTextClassifier`` with as many
+    classes as the config's labels (no preprocessor: feed token ids). Rules:
+    examples/hf_bert_classifier.rules."""
+    import keras_hub
+    c = config or _config()
+    return keras_hub.models.BertTextClassifier(backbone=bert(c), num_classes=len(c.get("id2label") or [0, 1]),
+                                               preprocessor=None)

@@ -224,11 +224,20 @@ HF_CASES = {
     "bert": ("bert", lambda io: {"token_ids": io["in_input_ids"], "segment_ids": io["in_token_type_ids"],
                                     "padding_mask": io["in_attention_mask"]},
              lambda y: [y["sequence_output"], y["pooled_output"]], ["out_last_hidden_state", "out_pooler_output"]),
+    "bert_classifier": ("bert_classifier", lambda io: {"token_ids": io["in_input_ids"],
+                                                       "segment_ids": io["in_token_type_ids"],
+                                                       "padding_mask": io["in_attention_mask"]},
+                        lambda y: [y], ["out_logits"]),
     "vit": ("vit", lambda io: io["in_pixel_values"].transpose(0, 2, 3, 1), lambda y: [y],
             ["out_last_hidden_state"]),
     "gpt2": ("gpt2", lambda io: {"token_ids": io["in_input_ids"], "padding_mask": io["in_attention_mask"]},
              lambda y: [y], ["out_last_hidden_state"]),
 }
+
+
+def _map(name):
+    """The shipped map, or for the classifier the example that includes it and adds the head."""
+    return os.path.join(ROOT, "examples", "hf_bert_classifier.rules") if name == "bert_classifier" else f"hf-{name}"
 
 
 @pytest.mark.parametrize("name", sorted(HF_CASES))
@@ -242,7 +251,7 @@ def test_a_hugging_face_checkpoint_into_its_keras_hub_backbone_with_the_shipped_
     io = _hf_io(name)
     monkeypatch.setenv("HF_CONFIG", os.path.join(HF, name, "config.json"))
     code, report, err = run_json("import", os.path.join(HF, name, "model.safetensors"), "--model",
-                                 f"{EXAMPLE}:{function}", "--map", f"hf-{name}", "-o", tmp_path / "m.keras")
+                                 f"{EXAMPLE}:{function}", "--map", _map(name), "-o", tmp_path / "m.keras")
     assert code == 0, err
     assert report["missing"] == [] and report["unused"] == [] and not any(w["trainable"] for w in report["weights"])
     model = mwconv.load_model(tmp_path / "m.keras")
@@ -266,7 +275,7 @@ def test_hugging_face_checkpoints_regenerated_by_transformers_import_the_same(tm
         function, feed, outputs, keys = HF_CASES[name]
         source = tmp_path / name / "model.safetensors"
         monkeypatch.setenv("HF_CONFIG", str(tmp_path / name / "config.json"))
-        code, _, err = run_json("import", source, "--model", f"{EXAMPLE}:{function}", "--map", f"hf-{name}",
+        code, _, err = run_json("import", source, "--model", f"{EXAMPLE}:{function}", "--map", _map(name),
                                 "-o", tmp_path / f"{name}.keras")
         assert code == 0, err
         for got, key in zip(outputs(mwconv.load_model(tmp_path / f"{name}.keras")(feed(io))), keys):
@@ -290,5 +299,11 @@ def test_the_shipped_rules_and_their_syntax(tmp_path):
         parse_rules("w -> a/kernel split\n")
     with pytest.raises(UsageError, match="group .3 but the regex has 1 groups"):
         parse_rules(r"l(\d+) -> b_\g<3+1>/kernel" + "\n")
+    classifier = load_rules(os.path.join(ROOT, "examples", "hf_bert_classifier.rules"))
+    assert classifier[0].origin == "hf-bert" and classifier[0].label == "rule:hf-bert:8"
+    assert [r.label for r in classifier[-2:]] == ["rule:6", "rule:7"]          # its own lines, after the include
+    (tmp_path / "loop.rules").write_text("include loop.rules\n")
+    with pytest.raises(UsageError, match="includes nest more than 4 deep"):
+        load_rules(tmp_path / "loop.rules")
     (tmp_path / "hf-bert").write_text("x -> y\n")            # a file of that name wins over the shipped one
     assert [r.target for r in load_rules(tmp_path / "hf-bert")] == ["y"]

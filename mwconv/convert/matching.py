@@ -133,13 +133,13 @@ class _Matcher:
                         raise InputRejected(_no_such_target(name, rule, path, rules, self.by_path, index),
                                             path=self.path, tensor=name)
                     part = rule.transform.replace("split", f"part({i}/{len(paths)})")
-                    self.claim(self.by_path[found], name, f"rule:{rule.line}", part)
+                    self.claim(self.by_path[found], name, rule.label, part)
             else:
                 found = self._rule_target(target_path, index)
                 if found is None:
                     raise InputRejected(_no_such_target(name, rule, target_path, rules, self.by_path, index),
                                         path=self.path, tensor=name)
-                self.claim(self.by_path[found], name, f"rule:{rule.line}", rule.transform)
+                self.claim(self.by_path[found], name, rule.label, rule.transform)
         return still
 
     def _rule_target(self, target_path, index):
@@ -180,16 +180,16 @@ class _Matcher:
 def _no_such_target(name, rule, target_path, rules, by_path, index):
     """Why a rule's target is no weight of the model, and what would have matched: a later
     rule (rules are tried in file order), or the nearest target names."""
-    said = f"rule on line {rule.line} ({rule.pattern.pattern} -> {rule.target}) maps it to '{target_path}', which is " \
+    said = f"rule on {rule.where} ({rule.pattern.pattern} -> {rule.target}) maps it to '{target_path}', which is " \
            "not a weight of the target model"
-    for later in rules:
-        if later.line > rule.line and later.apply(name) is not None:
+    for later in rules[rules.index(rule) + 1:]:
+        if later.apply(name) is not None:
             other = later.apply(name)
             if other == IGNORE or other in by_path or any(len(index.get(f(other), ())) == 1
                                                           for f in (normalise, canonical, loose)):
                 what = "ignores it" if other == IGNORE else f"maps it to '{other}'"
-                return (f"{said}; line {later.line} {what}, but rules are tried in file order and the first match "
-                        f"wins: move line {later.line} above line {rule.line}")
+                return (f"{said}; {later.where} {what}, but rules are tried in file order and the first match "
+                        f"wins: move {later.where} above {rule.where}")
     import difflib
     near = difflib.get_close_matches(target_path, list(by_path), n=3, cutoff=0.5)
     hint = f"; nearest target weights: {', '.join(near)}" if near else ""

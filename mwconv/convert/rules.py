@@ -16,6 +16,8 @@ them applied in order (``linear,reshape``), or ``auto`` (the default: chosen fro
 ``--layout`` and the target layer). ``!ignore`` marks a source tensor as deliberately unused. A target list ``a|b|c`` with
 the transform ``split`` (``split,reshape``) gives target ``i`` the ``i``-th of equal slices of
 the source along its last axis: a fused query/key/value weight, one slice per target.
+``include NAME`` takes in the rules of a shipped map (``include hf-bert``) or of a file beside
+this one, tried at that line.
 """
 
 import dataclasses
@@ -35,6 +37,17 @@ class Rule:
     target: str
     transform: str
     line: int
+    origin: str = None      # the included rules file it came from (``include hf-bert``), else None
+
+    @property
+    def where(self):
+        """``line 3``, or ``line 3 of hf-bert`` for an included rule."""
+        return f"line {self.line}" if self.origin is None else f"line {self.line} of {self.origin}"
+
+    @property
+    def label(self):
+        """How the import report names it: ``rule:3``, ``rule:hf-bert:3``."""
+        return f"rule:{self.line}" if self.origin is None else f"rule:{self.origin}:{self.line}"
 
     def apply(self, name):
         m = self.pattern.fullmatch(name)
@@ -55,6 +68,9 @@ def parse_rules(text, path="<rules>"):
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
         if not line:
+            continue
+        if line.startswith("include ") and "->" not in line:
+            rules += _included(line[len("include "):].strip(), path, number)
             continue
         if "->" not in line:
             raise UsageError(f"line {number}: expected 'SOURCE_REGEX -> TARGET [TRANSFORM]'. Received: {raw.strip()!r}",
@@ -91,6 +107,26 @@ def _check_groups(pattern, target, number, path):
     if bad:
         raise UsageError(f"line {number}: the target uses group \\{bad[0]} but the regex has {pattern.groups} "
                          "groups", path=path)
+
+
+def _included(name, path, number, depth=[0]):
+    """The rules of ``include NAME`` (a shipped map such as ``hf-bert``, or a file beside the
+    including one), each remembering where it came from; tried where the line stands."""
+    import os
+
+    from mwconv.formats.base import read_text_file
+    from mwconv.maps import resolve
+    found = resolve(name)
+    if found == name and not os.path.isabs(name) and os.path.dirname(str(path)):
+        found = os.path.join(os.path.dirname(str(path)), name)
+    if depth[0] >= 4:
+        raise UsageError(f"line {number}: includes nest more than 4 deep (a loop?)", path=path)
+    depth[0] += 1
+    try:
+        text = read_text_file(found, "included rules file", UsageError)
+        return [dataclasses.replace(r, origin=r.origin or name) for r in parse_rules(text, str(found))]
+    finally:
+        depth[0] -= 1
 
 
 def load_rules(path):

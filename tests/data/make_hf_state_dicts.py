@@ -20,10 +20,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def models():
     import transformers as t
+    bert = dict(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+                max_position_embeddings=24, hidden_act="gelu_new")     # keras-hub's BERT: tanh GELU
     return {
-        "bert": t.BertModel(t.BertConfig(vocab_size=100, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                         intermediate_size=32, max_position_embeddings=24,
-                                         hidden_act="gelu_new")),      # keras-hub's BERT: tanh GELU
+        "bert": t.BertModel(t.BertConfig(**bert)),
+        "bert_classifier": t.BertForSequenceClassification(t.BertConfig(**bert, num_labels=3)),
         "vit": t.ViTModel(t.ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=16,
                                       num_hidden_layers=2, num_attention_heads=2, intermediate_size=32)),
         "gpt2": t.GPT2Model(t.GPT2Config(vocab_size=100, n_embd=16, n_layer=2, n_head=2, n_positions=24)),
@@ -37,7 +38,7 @@ def inputs(name, rng):
     mask = np.ones((2, 12), "int64")
     mask[1, 9:] = 0                                      # the second sequence is padded
     feed = {"input_ids": ids, "attention_mask": mask}
-    if name == "bert":
+    if name.startswith("bert"):
         feed["token_type_ids"] = np.concatenate([np.zeros((2, 6), "int64"), np.ones((2, 6), "int64")], 1)
     return feed
 
@@ -55,7 +56,10 @@ def write(name, model, folder, seed=0):
     with torch.no_grad():
         out = model(**{k: torch.from_numpy(v) for k, v in feed.items()})
     io = {f"in_{k}": v for k, v in feed.items()}
-    io["out_last_hidden_state"] = out.last_hidden_state.numpy()
+    if getattr(out, "logits", None) is not None:
+        io["out_logits"] = out.logits.numpy()
+    else:
+        io["out_last_hidden_state"] = out.last_hidden_state.numpy()
     if getattr(out, "pooler_output", None) is not None:
         io["out_pooler_output"] = out.pooler_output.numpy()
     np.savez(os.path.join(folder, "io.npz"), **io)
