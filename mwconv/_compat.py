@@ -32,6 +32,7 @@ INTERNALS = {
     "keras.Layer._inbound_nodes": "the tensors of each call of a layer (mwconv compare's pairing)",
     "keras.Variable._initialize_with_initializer (allocation_limit)": "bounding what building a "
     "config allocates",
+    "keras.ops.add on TensorFlow (add)": "broadcasting as NumPy does, not as tf.nn.bias_add",
     "keras.src.saving.serialization_lib.ObjectSharingScope": "shared objects of a config",
     "keras.src.backend.tensorflow.nn.conv / _convert_data_format": "the TensorFlow backend's convolution",
     "tf.__internal__.tracking.AutoTrackable": "a root object to save variables and functions from",
@@ -258,6 +259,22 @@ def allocation_limit(keras, limit):
             cls._initialize_with_initializer = original
         else:
             del cls._initialize_with_initializer
+
+
+def add(x1, x2):
+    """``keras.ops.add`` with NumPy's broadcasting on every backend. Keras's TensorFlow backend
+    (checked on 3.12 to 3.15) sends an ``x2`` that squeezes to a vector matching ``x1``'s
+    second or last axis to ``tf.nn.bias_add``, which adds along the last axis: an ``(n, 1)``
+    column beside a square ``(..., n, n)`` tensor lands on the wrong axis, silently. There
+    ``tf.add`` is called, after Keras's own dtype promotion."""
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        return keras.ops.add(x1, x2)
+    import tensorflow as tf
+    x1 = x1 if isinstance(x1, (int, float)) else keras.ops.convert_to_tensor(x1)
+    x2 = x2 if isinstance(x2, (int, float)) else keras.ops.convert_to_tensor(x2)
+    dtype = keras.backend.result_type(getattr(x1, "dtype", type(x1)), getattr(x2, "dtype", type(x2)))
+    return tf.add(keras.ops.convert_to_tensor(x1, dtype), keras.ops.convert_to_tensor(x2, dtype))
 
 
 def object_sharing_scope():

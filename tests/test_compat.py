@@ -178,3 +178,10 @@ def test_an_allocation_limit_stops_a_build_before_its_memory():
             keras.layers.Embedding(10**9, 64).build((None, 4))   # 256 GB: refused before allocating
     assert caught.value.allocated == 10**9 * 64 * 4 + 440 and caught.value.limit == 10_000
     keras.layers.Embedding(3000, 4).build((None, 4))             # the limit is gone after the block
+
+
+def test_add_broadcasts_as_numpy_does():
+    a = np.arange(8, dtype="float32").reshape(2, 2, 2)
+    column = np.array([[10.0], [20.0]], "float32")
+    np.testing.assert_array_equal(np.asarray(_compat.add(a, column)), a + column)
+    np.testing.assert_array_equal(np.asarray(_compat.add(column, a)), a + column)

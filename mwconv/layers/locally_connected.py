@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from mwconv import _compat
 from mwconv.layers.mixin import MixedWeightsMixin
 
 register = keras.saving.register_keras_serializable(package="mwconv")
@@ -182,7 +183,7 @@ class _LocallyConnected(MixedWeightsMixin, keras.layers.Layer):
             # (filters, positions...), not transposes it; its numbers are the ones to keep
             bias = self.bias if self.data_format == "channels_last" else \
                 ops.reshape(self.bias, (self.filters, *self.out_spatial))
-            out = ops.add(out, bias)
+            out = _compat.add(out, bias)
         return self.activation(out) if self.activation is not None else out
 
     def compute_output_shape(self, input_shape):

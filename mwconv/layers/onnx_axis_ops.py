@@ -5,6 +5,8 @@ RoBERTa's embeddings compute position and token-type ids."""
 import keras
 from keras import ops
 
+from mwconv import _compat
+
 register = keras.saving.register_keras_serializable(package="mwconv")
 
 
@@ -44,7 +46,7 @@ class OnnxGatherElements(keras.layers.Layer):
         data, indices = inputs
         indices = ops.cast(indices, "int32")
         size = ops.cast(ops.shape(data)[self.axis], "int32")
-        indices = ops.where(ops.less(indices, 0), ops.add(indices, size), indices)
+        indices = ops.where(ops.less(indices, 0), _compat.add(indices, size), indices)
         return ops.take_along_axis(data, indices, axis=self.axis)
 
     def compute_output_shape(self, input_shape):

@@ -8,6 +8,8 @@ axis as 0, as ONNX does.
 import keras
 from keras import ops
 
+from mwconv import _compat
+
 register = keras.saving.register_keras_serializable(package="mwconv")
 
 
@@ -144,7 +146,7 @@ class OnnxGlobalAveragePool(keras.layers.Layer):
         return ops.mean(x, axis=tuple(range(2, len(x.shape))), keepdims=True)
 
 
-BINARY = {"Add": ops.add, "Sub": ops.subtract, "Mul": ops.multiply, "Div": ops.divide, "MatMul": ops.matmul,
+BINARY = {"Add": _compat.add, "Sub": ops.subtract, "Mul": ops.multiply, "Div": ops.divide, "MatMul": ops.matmul,
           "Pow": ops.power, "Max": ops.maximum, "Min": ops.minimum, "Equal": ops.equal, "Less": ops.less,
           "Greater": ops.greater, "LessOrEqual": ops.less_equal, "GreaterOrEqual": ops.greater_equal,
           "And": ops.logical_and, "Or": ops.logical_or, "Xor": ops.logical_xor}

@@ -15,6 +15,8 @@ imported model gives tf-keras's numbers, not those of a Keras 3 namesake:
 import keras
 from keras import ops
 
+from mwconv import _compat
+
 register = keras.saving.register_keras_serializable(package="mwconv")
 
 
@@ -54,7 +56,7 @@ class CustomScaleLayer(keras.layers.Layer):
         self.scale = float(scale)
 
     def call(self, inputs):
-        return ops.add(inputs[0], ops.multiply(inputs[1], self.scale))
+        return _compat.add(inputs[0], ops.multiply(inputs[1], self.scale))
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

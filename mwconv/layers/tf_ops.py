@@ -11,6 +11,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from mwconv import _compat
+
 from mwconv.errors import InputRejected
 from mwconv.layers.mixin import MixedWeightsMixin
 
@@ -35,7 +37,7 @@ def _const(value):
     return np.asarray(value, "float32") if isinstance(value, list) else value
 
 
-_op("__operators__.add", "math.add")(lambda x, y: ops.add(x, _const(y)))
+_op("__operators__.add", "math.add")(lambda x, y: _compat.add(x, _const(y)))
 _op("math.subtract")(lambda x, y: ops.subtract(x, _const(y)))
 _op("math.multiply")(lambda x, y: ops.multiply(x, _const(y)))
 _op("math.truediv", "math.divide")(lambda x, y: ops.divide(x, _const(y)))

@@ -290,3 +290,71 @@ def gather_elements(g, node, a):
     axis = _axis(int(a.get("axis", 0)), len(data.shape))
     g.batch_axis([axis], node, "gathers along the batch axis")
     return OnnxGatherElements(axis=axis, name=g.name(node))([data, indices])
+
+
+@onnx_op("Einsum")
+def einsum(g, node, a):
+    """Graph operands stay inputs, constant ones become the layer's frozen weights. The batch
+    must stay the output's first axis: each graph operand's first subscript leads the output."""
+    from mwconv.layers.onnx_index_ops import OnnxEinsum
+    equation = text(a.get("equation", "")).replace(" ", "")
+    lhs, _, out = equation.partition("->")
+    terms = lhs.split(",")
+    if not out or len(terms) != len(node.input):
+        raise Unsupported(f"the equation '{equation}' (an implicit output, or one term per operand missing)")
+    graph = [i for i, n in enumerate(node.input) if not g.is_const(n)]
+    if not graph:
+        raise Unsupported("constant operands only")
+    keeps = all(terms[i][:1] == out[:1] and terms[i][:1] != "." for i in graph) and \
+        not any(out[:1] in terms[i] for i in range(len(terms)) if i not in graph)
+    if not keeps:
+        g.batch_axis([0], node, f"moves or contracts the batch axis ('{equation}')")
+    constants = [[i, list(g.const_info(n).shape), np.dtype(g.const_info(n).dtype).name]
+                 for i, n in enumerate(node.input) if i not in graph]
+    layer = OnnxEinsum(equation=equation, constants=constants, name=g.name(node))
+    tensors = [g.tensor(node.input[i], node) for i in graph]
+    out_t = layer(tensors if len(tensors) > 1 else tensors[0])
+    for k, (i, _, _) in enumerate(constants):
+        g.weight(layer, f"constant_{k}", node.input[i])
+    return out_t
+
+
+@onnx_op("TopK")
+def top_k(g, node, a):
+    from mwconv.layers.onnx_index_ops import OnnxTopK
+    x = g.tensor(node.input[0], node)
+    k = int(np.asarray(g.const(node.input[1], node)).reshape(-1)[0])
+    axis = _axis(int(a.get("axis", -1)), len(x.shape))
+    g.batch_axis([axis], node, "picks along the batch axis")
+    if not int(a.get("sorted", 1)):
+        raise Unsupported("sorted=0 (the order onnxruntime returns is its own)")
+    return OnnxTopK(k=k, axis=axis, largest=bool(int(a.get("largest", 1))), name=g.name(node))(x)
+
+
+@onnx_op("GatherND")
+def gather_nd(g, node, a):
+    from mwconv.layers.onnx_index_ops import OnnxGatherND
+    batch_dims = int(a.get("batch_dims", 0))
+    if batch_dims == 0:
+        g.batch_axis([0], node, "indexes into the batch axis")
+    data, indices = (g.operand(name, node, other_rank=g.rank(other, node))
+                     for name, other in ((node.input[0], node.input[1]), (node.input[1], node.input[0])))
+    if indices.shape[-1] is None:
+        raise Unsupported("indices whose last axis (the index length) is not known")
+    return OnnxGatherND(batch_dims=batch_dims, name=g.name(node))([data, indices])
+
+
+@onnx_op("ScatterND")
+def scatter_nd(g, node, a):
+    from mwconv.layers.onnx_index_ops import OnnxScatterND
+    if text(a.get("reduction", "none")) != "none":
+        raise Unsupported(f"reduction='{text(a['reduction'])}'")
+    g.batch_axis([0], node, "writes into the batch axis")
+    operands = [g.operand(n, node, other_rank=g.rank(node.input[0], node)) for n in node.input[:3]]
+    return OnnxScatterND(name=g.name(node))(operands)
+
+
+@onnx_op("NonZero")
+def non_zero(g, node, a):
+    raise Unsupported("its output's size depends on the values, which a Keras graph cannot have (one whose input "
+                      "is known at import time is folded)")
