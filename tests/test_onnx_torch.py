@@ -20,9 +20,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COMMITTED = os.path.join(HERE, "data", "torch_onnx")
 TORCH = importlib.util.find_spec("torch") is not None
 CASES = ["mobilenet_v2", "mobilenet_v3", "shufflenet_v2", "squeezenet", "convnext", "vit", "transformer_encoder",
-         "fpn", "shufflenet_v2_dynamic", "vit_dynamic", "transformer_encoder_dynamic"]
+         "fpn", "crnn", "shufflenet_v2_dynamic", "vit_dynamic", "transformer_encoder_dynamic"]
 # the Keras model keeps a free batch axis unless the graph moves or reshapes it
-FREE_BATCH = {"mobilenet_v2", "mobilenet_v3", "shufflenet_v2", "squeezenet", "convnext", "shufflenet_v2_dynamic",
+FREE_BATCH = {"mobilenet_v2", "mobilenet_v3", "shufflenet_v2", "squeezenet", "convnext", "crnn", "shufflenet_v2_dynamic",
               "vit_dynamic", "transformer_encoder_dynamic"}
 
 

@@ -262,6 +262,21 @@ class FPNTiny(nn.Module):
         return F.interpolate(out, scale_factor=2, mode="bicubic", align_corners=False)
 
 
+class CRNNTiny(nn.Module):
+    """A text-line recognizer as OCR projects ship them: convolutions over a line image of any
+    width, the height folded into the channels, one class distribution per column."""
+
+    def __init__(self, classes=11):
+        super().__init__()
+        self.features = nn.Sequential(conv_bn(1, 8), nn.MaxPool2d(2), conv_bn(8, 16), nn.MaxPool2d((2, 1)))
+        self.head = nn.Linear(16 * 4, classes)
+
+    def forward(self, x):                      # (B, 1, 16, W)
+        f = self.features(x)                   # (B, 16, 4, W / 2)
+        b, c, h, w = f.shape
+        return self.head(f.permute(0, 3, 1, 2).reshape(b, w, c * h)).log_softmax(-1)
+
+
 def perturb_batchnorm(model, seed=0):
     """Non-trivial running statistics, as a trained model has."""
     g = torch.Generator().manual_seed(seed)
@@ -284,19 +299,26 @@ BLOCKS = {
     "vit": (ViTTiny, lambda: torch.randn(1, 3, 32, 32)),
     "transformer_encoder": (TextEncoder, lambda: torch.randint(0, 50, (1, 12))),
     "fpn": (FPNTiny, lambda: torch.randn(1, 3, 32, 32)),
+    "crnn": (CRNNTiny, lambda: torch.randn(1, 1, 16, 40)),
 }
 
 # blocks also exported with a dynamic batch axis (shape arithmetic on the batch size)
 DYNAMIC = ("shufflenet_v2", "vit", "transformer_encoder")
+# blocks also exported with every axis but the channels dynamic: `<name>_any_size.onnx`
+# (nn.MultiheadAttention is left out: its export bakes the sizes it was traced at into a reshape)
+ANY_SIZE = {"crnn": ({0: "batch", 3: "width"}, {0: "batch", 1: "columns"})}
 
 
-def export(name, path, seed=0, dynamic_batch=False):
-    """Export block ``name`` with ``torch.onnx.export`` (opset 17, eval mode); returns the example input."""
+def export(name, path, seed=0, dynamic_batch=False, any_size=False):
+    """Export block ``name`` with ``torch.onnx.export`` (opset 17, eval mode); returns the example
+    input. ``dynamic_batch``: a dynamic batch axis; ``any_size``: the axes of ``ANY_SIZE``."""
     factory, example = BLOCKS[name]
     torch.manual_seed(seed)
     model = perturb_batchnorm(factory(), seed).eval()
     x = example()
     kwargs = {"dynamic_axes": {"input": {0: "batch"}, "output": {0: "batch"}}} if dynamic_batch else {}
+    if any_size:
+        kwargs = {"dynamic_axes": dict(zip(("input", "output"), ANY_SIZE[name]))}
     # not under no_grad: nn.TransformerEncoder would take its fused fast path, which has no ONNX export
     torch.onnx.export(model, (x,), str(path), opset_version=17, input_names=["input"], output_names=["output"],
                       dynamo=False, **kwargs)

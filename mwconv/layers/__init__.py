@@ -3,7 +3,8 @@ through save and reload. Importing this package registers them for
 serialization under the package name ``mwconv``, so ``.keras`` files that use
 them load in safe mode with no ``custom_objects``."""
 
-from mwconv.layers import onnx_axis_ops, onnx_index_ops, onnx_ops, onnx_pool, onnx_resize, tf_keras_layers, tf_ops  # noqa: F401  (registers the ONNX, tf-keras and TF op layers)
+from mwconv.layers import (onnx_axis_ops, onnx_index_ops, onnx_ops, onnx_pool, onnx_resize, onnx_runtime,  # noqa: F401
+                           tf_keras_layers, tf_ops)  # registers the ONNX, tf-keras and TF op layers
 from mwconv.layers.locally_connected import LocallyConnected1D, LocallyConnected2D
 from mwconv.layers.mixed import (
     MIXED_FOR_STOCK, MixedBatchNormalization, MixedConv1D, MixedConv1DTranspose, MixedConv2D, MixedConv2DTranspose,

@@ -1,7 +1,8 @@
 """Write tests/data/hf_onnx/: Hugging Face transformers models at small random configs
 (seeded; nothing downloaded), exported by PyTorch's exporter (``torch.onnx.export``, opset
 17, eval mode, ``dynamo=False``) with a fixed sequence of 12 token ids, their last hidden
-state as the output. The tests read these files where torch and transformers are not
+state as the output; and ``<name>_any_size.onnx``, the same models exported with a dynamic
+batch and sequence axis (``dynamic_axes``). The tests read these files where torch and transformers are not
 installed (CI); they check mwconv's import against onnxruntime on them.
 
     python tests/data/make_hf_onnx.py          # needs torch and transformers
@@ -47,9 +48,13 @@ def main():
         ids = torch.randint(2, 100, (1, 12))
         torch.onnx.export(LastHidden(model.eval()), (ids,), os.path.join(out, f"{name}.onnx"), opset_version=17,
                           input_names=["input_ids"], output_names=["last_hidden_state"], dynamo=False)
+        axes = {0: "batch", 1: "sequence"}
+        torch.onnx.export(LastHidden(model), (ids,), os.path.join(out, f"{name}_any_size.onnx"), opset_version=17,
+                          input_names=["input_ids"], output_names=["last_hidden_state"], dynamo=False,
+                          dynamic_axes={"input_ids": axes, "last_hidden_state": axes})
     with open(os.path.join(out, "VERSION"), "w") as f:
         f.write(f"torch {torch.__version__}, transformers {transformers.__version__}, opset 17, "
-                "torch.onnx.export(dynamo=False), input_ids (1, 12)\n")
+                "torch.onnx.export(dynamo=False), input_ids (1, 12); *_any_size.onnx: dynamic batch and sequence\n")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import warnings
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 
-from tests.torch_blocks import BLOCKS, DYNAMIC, export, save_state_dict  # noqa: E402
+from tests.torch_blocks import ANY_SIZE, BLOCKS, DYNAMIC, export, save_state_dict  # noqa: E402
 
 
 def main():
@@ -26,6 +26,8 @@ def main():
         export(name, os.path.join(out, f"{name}.onnx"))
     for name in DYNAMIC:
         export(name, os.path.join(out, f"{name}_dynamic.onnx"), dynamic_batch=True)
+    for name in ANY_SIZE:
+        export(name, os.path.join(out, f"{name}_any_size.onnx"), any_size=True)
     save_state_dict(os.path.join(HERE, "torch_resnet18.safetensors"))
     with open(os.path.join(out, "VERSION"), "w") as f:
         f.write(f"torch {torch.__version__}, opset 17, torch.onnx.export(dynamo=False)\n")

@@ -74,3 +74,18 @@ class Folder:
         big = [size for size in _output_sizes(probe) if size is not None and size > FOLD_LIMIT]
         if big:             # sizes shape inference cannot tell are left to MemoryError
             raise Unsupported(f"its constant output would have {max(big)} elements (more than {FOLD_LIMIT})")
+
+
+def inferred_shapes(model):
+    """Static sizes of the graph's tensors by onnx's shape inference (None where unknown)."""
+    import onnx
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # noqa: BLE001 - shape inference is a best effort; missing shapes are handled
+        inferred = model
+    shapes = {}
+    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape"):
+            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    return shapes

@@ -20,15 +20,16 @@ import re
 import numpy as np
 
 from mwconv.convert.onnx import registry
+from mwconv.convert.onnx import dynamic as dyn
 from mwconv.convert.onnx.common import NeedsFixedBatch, Unsupported, attrs
-from mwconv.convert.onnx.fold import Folder, foldable
+from mwconv.convert.onnx.fold import Folder, foldable, inferred_shapes
 from mwconv.errors import InputRejected, shorten
 
 BATCH_SENTINEL = 1      # the batch size a dynamic-batch graph's folded shapes assume
 BATCH_DEPENDENT = {"Expand", "Tile", "ConstantOfShape", "Range"}   # not folded when their inputs hang on the batch
 
 
-class GraphBuilder:
+class GraphBuilder(dyn.RunTimeValues):
     """Walks the graph once, in order, keeping a Keras tensor per ONNX tensor name."""
 
     def __init__(self, source, channels_last=False, fixed_batch=False):
@@ -41,11 +42,14 @@ class GraphBuilder:
         self.fixed = fixed_batch
         self.opset = next((o.version for o in self.model.opset_import if o.domain in ("", "ai.onnx")), 1)
         self.constants = set(source.keys())
-        self.shapes = _inferred_shapes(self.model)
+        self.shapes = inferred_shapes(self.model)
         self.onnx_batch = self._graph_batch()
         self.folder = Folder(self.model)
         self.tensors = {}
         self.alt = {}                  # folded values that depend on the free batch size: their value at batch + 1
+        self.dynamic = {}              # values known only at run time (dynamic axes): name -> dyn.Dynamic
+        self.producer = {}             # name of a run-time value -> the node that computes it
+        self.dynamic_axes = self._has_dynamic_axes()
         self.sentinels = (self.onnx_batch or BATCH_SENTINEL, (self.onnx_batch or BATCH_SENTINEL) + 1)
         self.assignments = []          # (layer, weight name, source tensor, transform)
         self.attribute_constants = set()
@@ -72,6 +76,8 @@ class GraphBuilder:
 
     def const(self, name, node, batch_ok=False):
         """The value of a constant input, consumed at import time (a shape, pads, an index)."""
+        if name in self.dynamic:
+            raise dyn.DynamicInput(name)
         if name not in self.constants:
             raise Unsupported(f"input '{name}' must be an initializer or Constant")
         if name in self.alt and not batch_ok:
@@ -85,6 +91,8 @@ class GraphBuilder:
     def tensor(self, name, node):
         if name in self.tensors:
             return self.tensors[name]
+        if name in self.dynamic:
+            return self.materialize(name, node)
         if name in self.constants:
             raise Unsupported(f"input '{name}' is a constant where mwconv needs a graph tensor")
         raise InputRejected(f"node '{node.name}' ({node.op_type}) reads '{name}', which no graph input, initializer "
@@ -115,6 +123,9 @@ class GraphBuilder:
         self.assignments.append((layer, weight_name, source_name, transform))
 
     def rank(self, name, node):
+        if name in self.dynamic and name not in self.tensors:
+            value = self.dynamic[name].value
+            return value.ndim if value is not None else len(self.materialize(name, node).shape)
         t = self.tensors.get(name)
         if t is not None:
             return len(t.shape)
@@ -238,11 +249,20 @@ class GraphBuilder:
                 if self._fold(node):
                     continue
                 h = registry.handler(node.op_type)
+                if h is None and any(i in self.dynamic for i in node.input):
+                    raise Unsupported("computes a value from a size known only at run time, which mwconv "
+                                      f"computes at run time for {', '.join(sorted(dyn.RUNTIME_OPS))} only")
                 if h is None:            # foldable in the scan, but its inputs hang on the free batch size
                     raise Unsupported("computes a constant from the batch size; export the model with a fixed "
                                       "batch size")
-                start = len(self._created)
-                out = h.fn(self, node, attrs(node))
+                start, held = len(self._created), len(self.assignments)
+                try:
+                    out = h.fn(self, node, attrs(node))
+                except dyn.DynamicInput:
+                    if node.op_type not in dyn.RUNTIME_OPS:
+                        raise
+                    del self.assignments[held:]        # what the handler began is not part of the model
+                    out = self._runtime_node(node)
                 self.node_layers[position] = self._created[start:]
             except Unsupported as e:
                 problems.setdefault(node.op_type, []).append(f"{node.name or '(unnamed)'}: {e}")
@@ -263,10 +283,22 @@ class GraphBuilder:
             return False
         present = [i for i in node.input if i]
         if node.op_type in ("Shape", "Size") and present and present[0] in self.tensors:
-            self._store(node, *self._shape_values(node, present[0]))
+            dims = list(self.tensors[present[0]].shape)
+            free = sum(d is None for d in dims)
+            if free and (self.dynamic_axes or self.fixed or free > 1):
+                value, taint = dyn.shape_taint(dims, node, attrs(node))
+                self._store_dynamic(node, [value], [taint])
+            else:
+                self._store(node, *self._shape_values(node, present[0]))
             return True
-        if not all(i in self.constants for i in present) or (not present and node.op_type != "Constant"):
+        if not all(i in self.constants or i in self.dynamic for i in present) or (
+                not present and node.op_type != "Constant"):
             return False
+        if any(i in self.dynamic for i in present):
+            if node.op_type not in dyn.RUNTIME_OPS:
+                return False             # its handler takes the run-time values as tensors
+            self._fold_dynamic(node)
+            return True
         if node.op_type == "Constant" and node.output[0] in self.constants:
             return True
         if node.op_type in BATCH_DEPENDENT and any(i in self.alt for i in present):
@@ -311,6 +343,8 @@ class GraphBuilder:
 
         outputs = []
         for vi in self.graph.output:
+            if vi.name in self.dynamic and vi.name not in self.tensors:
+                self.materialize(vi.name, vi)
             if vi.name not in self.tensors or vi.name in inputs:
                 raise InputRejected(f"graph output '{vi.name}' is not computed by any node (malformed graph or a "
                                     "constant output)", path=self.src.path)
@@ -327,20 +361,6 @@ class GraphBuilder:
         raise InputRejected(f"cannot rebuild this ONNX graph in Keras: {what}: {listing}. Pass --model (a Keras "
                             "model factory) with a rules file (--map) to import its initializers instead",
                             path=self.src.path, details={"unsupported": found, "supported": supported_ops()})
-
-
-def _inferred_shapes(model):
-    import onnx
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - shape inference is a best effort; missing shapes are handled
-        inferred = model
-    shapes = {}
-    for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output):
-        t = vi.type.tensor_type
-        if t.HasField("shape"):
-            shapes[vi.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
-    return shapes
 
 
 def supported_ops():
