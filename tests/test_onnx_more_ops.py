@@ -6,7 +6,7 @@ depthwise convolution with unequal strides (an OCR classifier's (2, 1))."""
 import numpy as np
 import onnx
 import pytest
-from onnx import helper
+from onnx import TensorProto, helper, numpy_helper
 
 from tests.test_onnx_graph import graph_model, run_both, single, vi, w
 
@@ -90,3 +90,57 @@ def test_gather_elements_with_negative_indices(axis, tmp_path):
     graph = helper.make_graph([node], "g", [vi("x", [2, 5, 6]), vi("i", [2, 5, 6], TensorProto.INT64)],
                               [vi("y", [2, 5, 6])])
     run_both(tmp_path, helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), {"x": X3, "i": idx})
+
+
+def _branch(name, nodes, out, inits=None):
+    return helper.make_graph(nodes, name, [], [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                             [numpy_helper.from_array(v, k) for k, v in (inits or {}).items()])
+
+
+@pytest.mark.parametrize("rank_test", [4, 3])
+def test_if_whose_condition_folds_is_replaced_by_its_branch(rank_test, tmp_path):
+    """``if x.dim() == 4`` as exporters write it: Equal(Size(Shape(x)), 4) folds, the taken
+    branch (reading the outer graph's ``x`` and an initializer of its own) is inlined."""
+    then = _branch("then", [helper.make_node("Mul", ["x", "scale"], ["t"]), helper.make_node("Relu", ["t"], ["y_then"])],
+                   "y_then", {"scale": np.full((1, 3, 1, 1), 2.0, np.float32)})
+    other = _branch("else", [helper.make_node("Neg", ["x"], ["y_else"])], "y_else")
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Size", ["s"], ["rank"]),
+             helper.make_node("Constant", [], ["four"], value=numpy_helper.from_array(np.asarray(rank_test, np.int64))),
+             helper.make_node("Equal", ["rank", "four"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], name="if_rank", then_branch=then, else_branch=other),
+             helper.make_node("Add", ["y", "x"], ["z"])]
+    model = graph_model(nodes, [vi("x", ["N", 3, 4, 4])], [vi("z", ["N", 3, 4, 4])])
+    x = np.random.default_rng(0).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    reloaded = run_both(tmp_path, model, {"x": x})
+    expected = np.maximum(2 * x, 0) + x if rank_test == 4 else np.zeros_like(x)
+    np.testing.assert_allclose(np.asarray(reloaded(x)), expected, atol=1e-6)
+
+
+def test_if_with_a_constant_branch_output(tmp_path):
+    then = _branch("then", [helper.make_node("Constant", [], ["c"], value=numpy_helper.from_array(
+        np.asarray([1.5], np.float32)))], "c")
+    other = _branch("else", [helper.make_node("Constant", [], ["d"], value=numpy_helper.from_array(
+        np.asarray([-1.0], np.float32)))], "d")
+    nodes = [helper.make_node("Constant", [], ["cond"], value=numpy_helper.from_array(np.asarray(True))),
+             helper.make_node("If", ["cond"], ["c_out"], then_branch=then, else_branch=other),
+             helper.make_node("Mul", ["x", "c_out"], ["y"])]
+    model = graph_model(nodes, [vi("x", ["N", 5])], [vi("y", ["N", 5])])
+    x = np.random.default_rng(1).standard_normal((3, 5)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(run_both(tmp_path, model, {"x": x})(x)), 1.5 * x, rtol=1e-6)
+
+
+def test_if_on_a_run_time_condition_is_refused_with_the_reason(tmp_path):
+    from tests.helpers import run_cli
+    then = _branch("then", [helper.make_node("Relu", ["x"], ["a"])], "a")
+    other = _branch("else", [helper.make_node("Neg", ["x"], ["b"])], "b")
+    nodes = [helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0),
+             helper.make_node("Constant", [], ["zero"], value=numpy_helper.from_array(np.asarray(0.0, np.float32))),
+             helper.make_node("Greater", ["total", "zero"], ["cond"]),
+             helper.make_node("If", ["cond"], ["y"], name="sign_switch", then_branch=then, else_branch=other)]
+    model = graph_model(nodes, [vi("x", ["N", 5])], [vi("y", ["N", 5])])
+    path = tmp_path / "m.onnx"
+    onnx.save(model, path)
+    code, _, err = run_cli("import", path, "-o", tmp_path / "m.keras")
+    assert code == 3
+    assert "If (sign_switch: its condition is known only at run time" in err
+    assert not (tmp_path / "m.keras").exists()

@@ -17,4 +17,28 @@ def if_(g, node, a):
     if cond.size != 1:
         raise Unsupported(f"its condition has {cond.size} elements (ONNX requires one)")
     branch = a["then_branch"] if bool(cond[0]) else a["else_branch"]
-    return g.inline(branch, node)
+    return inline(g, branch, node)
+
+
+def inline(g, branch, node):
+    """Convert the nodes of ``branch`` in place of ``node``; its outputs become the node's."""
+    from onnx import numpy_helper
+    for init in branch.initializer:
+        g.src.add_derived(init.name, numpy_helper.to_array(init))
+        g.constants.add(init.name)
+        g.attribute_constants.add(init.name)
+    for inner in branch.node:
+        try:
+            g.convert_node(inner)
+        except Unsupported as e:
+            raise Unsupported(f"in the branch it takes, node '{inner.name or '(unnamed)'}' ({inner.op_type}): {e}") from e
+    outs = []
+    for inner, name in zip(branch.output, node.output):
+        if inner.name in g.constants:          # a constant branch output stays a constant
+            g.src.add_derived(name, np.asarray(g.src.get_tensor(inner.name)))
+            g.constants.add(name)
+            g.attribute_constants.update((name, inner.name))
+            outs.append(None)
+        else:
+            outs.append(g.tensor(inner.name, node))
+    return outs

@@ -7,7 +7,8 @@ import numpy as np
 
 from mwconv.convert.onnx.common import Unsupported
 
-NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"}
+NOT_FOLDED = {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
+              "If", "Loop", "Scan"}                   # control flow: inlined by its handler, or refused
 GROWING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample", "Pad", "OneHot", "EyeLike"}
 FOLD_LIMIT = 1 << 27          # elements a folded value may have (ops whose output size comes from values)
 

@@ -1,10 +1,9 @@
 """Build a Keras functional model from an ONNX graph, for ``mwconv import
 model.onnx`` without ``--model``.
 
-Weight-bearing operators become (mixed) Keras layers whose weights the
-importer fills from the initializers; the others become small registered
-layers (``mwconv.layers.onnx_ops``). Nodes whose inputs are all known at
-import time are folded to constants (``fold.py``). The model takes and returns
+Weight-bearing operators become (mixed) Keras layers filled from the initializers; the
+others small registered layers (``mwconv.layers.onnx_ops``). Nodes whose inputs are known at
+import time are folded (``fold.py``); sizes known only at run time, ``dynamic.py``. The model takes and returns
 tensors in the ONNX model's own layout (NCHW stays NCHW: convolutions and
 pools run channels-last between two transposes, since TensorFlow's CPU kernels
 are channels-last only); ``channels_last=True`` gives an NHWC model instead.
@@ -246,36 +245,40 @@ class GraphBuilder(dyn.RunTimeValues):
                 failed.update(node.output)      # downstream of a reported node: not reported again
                 continue
             try:
-                if self._fold(node):
-                    continue
-                h = registry.handler(node.op_type)
-                if h is None and any(i in self.dynamic for i in node.input):
-                    raise Unsupported("computes a value from a size known only at run time, which mwconv "
-                                      f"computes at run time for {', '.join(sorted(dyn.RUNTIME_OPS))} only")
-                if h is None:            # foldable in the scan, but its inputs hang on the free batch size
-                    raise Unsupported("computes a constant from the batch size; export the model with a fixed "
-                                      "batch size")
-                start, held = len(self._created), len(self.assignments)
-                try:
-                    out = h.fn(self, node, attrs(node))
-                except dyn.DynamicInput:
-                    if node.op_type not in dyn.RUNTIME_OPS:
-                        raise
-                    del self.assignments[held:]        # what the handler began is not part of the model
-                    out = self._runtime_node(node)
-                self.node_layers[position] = self._created[start:]
+                start = len(self._created)
+                if self.convert_node(node):
+                    self.node_layers[position] = self._created[start:]
             except Unsupported as e:
                 problems.setdefault(node.op_type, []).append(f"{node.name or '(unnamed)'}: {e}")
                 failed.update(node.output)
-                continue
             except KeyError as e:
                 raise InputRejected(f"node '{node.name}' ({node.op_type}) lacks the attribute {e} (malformed graph)",
                                     path=self.src.path) from e
-            for name, tensor in zip(node.output, out if isinstance(out, (list, tuple)) else [out]):
-                if name:
-                    self.tensors[name] = tensor
         if problems:
             self._raise_unsupported(problems, detail=True)
+
+    def convert_node(self, node):
+        """Fold ``node`` or build its layers (its outputs then known); True when layers were built."""
+        if self._fold(node):
+            return False
+        h = registry.handler(node.op_type)
+        if h is None:            # foldable in the scan, but its inputs hang on the batch size or a run-time size
+            raise Unsupported(f"computes a value from a size known only at run time, which mwconv computes at run "
+                              f"time for {', '.join(sorted(dyn.RUNTIME_OPS))} only" if any(
+                                  i in self.dynamic for i in node.input) else
+                              "computes a constant from the batch size; export the model with a fixed batch size")
+        held = len(self.assignments)
+        try:
+            out = h.fn(self, node, attrs(node))
+        except dyn.DynamicInput:
+            if node.op_type not in dyn.RUNTIME_OPS:
+                raise
+            del self.assignments[held:]        # what the handler began is not part of the model
+            out = self._runtime_node(node)
+        for name, tensor in zip(node.output, out if isinstance(out, (list, tuple)) else [out]):
+            if name and tensor is not None:    # None: an output the handler stored as a constant
+                self.tensors[name] = tensor
+        return True
 
     def _fold(self, node):
         """Evaluate the node now when its inputs are known; True when it was."""

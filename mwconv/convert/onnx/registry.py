@@ -15,7 +15,7 @@ are folded to constants (``fold.py``).
 import dataclasses
 import importlib
 
-FAMILIES = ("shape", "linear", "conv", "normalization", "elementwise")
+FAMILIES = ("shape", "linear", "conv", "normalization", "elementwise", "control")
 
 
 @dataclasses.dataclass(frozen=True)
